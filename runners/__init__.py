@@ -1,0 +1,1 @@
+"""Runner profiles, the local development stack and the ``kappa`` command line."""

@@ -1,0 +1,48 @@
+"""The ``kappa`` command line: one parser, one sub-command per module.
+
+User mistakes end in one line on stderr (``kappa: error: ...``) and a non-zero
+exit; argparse names the flag for bad values (exit 2), everything else exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runners import demo
+from runners.errors import KappaError
+from runners.local import command as local_command
+from runners.produce import command as produce_command
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kappa",
+        description=(
+            "Kappa-architecture event replay on Apache Beam: run one set of streaming pipelines "
+            "over live Kafka or Pub/Sub data, and over history by replaying the log from a chosen point."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    local_command.add_parser(sub)
+    produce_command.add_parser(sub)
+    demo.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KappaError as err:
+        print(f"kappa: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kappa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

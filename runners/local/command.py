@@ -1,0 +1,122 @@
+"""``kappa local up|down|status|install|reset``: the embedded local stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+
+from runners import cliargs
+from runners.home import kappa_home
+from runners.local.kafka import KAFKA_VERSION, KafkaBroker, install_kafka
+from runners.local.pubsub import PubSubEmulator
+
+__all__ = ["add_parser", "local_stack"]
+
+SERVICES = ("kafka", "pubsub")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "local",
+        help="start, stop or inspect the local Kafka broker and Pub/Sub emulator",
+        description=(
+            f"The embedded local stack: a real Apache Kafka {KAFKA_VERSION} broker (KRaft, single node; "
+            "jars from Maven Central, fetched on first use) and the gcloud SDK's Pub/Sub emulator, "
+            f"both on 127.0.0.1. State lives in {kappa_home() / 'local'} (set KAPPA_HOME to move it)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", choices=["up", "down", "status", "install", "reset"],
+                   help="up: start and wait until answering; down: stop; status: report; "
+                        "install: fetch the Kafka jars only; reset: stop and delete all local data")
+    p.add_argument("--only", choices=SERVICES, help="act on one service only")
+    p.add_argument("--kafka-port", type=cliargs.port, help="broker port (default 9092, or the one it was started with)")
+    p.add_argument("--kafka-controller-port", type=cliargs.port, help="KRaft controller port (default 9093)")
+    p.add_argument("--pubsub-port", type=cliargs.port, help="emulator port (default 8085)")
+    p.set_defaults(run=run)
+
+
+def local_stack(kafka_port=None, controller_port=None, pubsub_port=None) -> tuple[KafkaBroker, PubSubEmulator]:
+    """The local broker and emulator, on the ports given, else those last started with."""
+    home = kappa_home()
+    state = home / "local"
+    saved = _saved_ports(state)
+    broker = KafkaBroker(home, state / "kafka",
+                         port=kafka_port or saved.get("kafka_port", 9092),
+                         controller_port=controller_port or saved.get("kafka_controller_port", 9093))
+    emulator = PubSubEmulator(state / "pubsub", port=pubsub_port or saved.get("pubsub_port", 8085))
+    return broker, emulator
+
+
+def run(args) -> int:
+    broker, emulator = local_stack(args.kafka_port, args.kafka_controller_port, args.pubsub_port)
+    wanted = [args.only] if args.only else list(SERVICES)
+    if args.action == "install":
+        print(f"Kafka {KAFKA_VERSION} jars in {install_kafka(broker.home)}")
+        return 0
+    if args.action == "up":
+        return _up(broker, emulator, wanted)
+    if args.action in ("down", "reset"):
+        for name, service in (("kafka", broker), ("pubsub", emulator)):
+            if name in wanted:
+                print(f"{name}: {'stopped' if service.stop() else 'was not running'}")
+        if args.action == "reset":
+            for name in wanted:
+                shutil.rmtree(kappa_home() / "local" / name, ignore_errors=True)
+            print(f"deleted local data of {', '.join(wanted)}")
+        return 0
+    return _status(broker, emulator, wanted)
+
+
+def _up(broker: KafkaBroker, emulator: PubSubEmulator, wanted: list[str]) -> int:
+    if "kafka" in wanted:
+        _start("kafka", broker, lambda: broker.bootstrap, f"data in {broker.data_dir}")
+    if "pubsub" in wanted:
+        _start("pubsub", emulator, lambda: emulator.host, f"export PUBSUB_EMULATOR_HOST={emulator.host}")
+    _save_ports(broker, emulator)
+    return 0
+
+
+def _start(name: str, service, address, note: str) -> None:
+    if service.running():
+        print(f"{name}: already running on {address()}")
+        return
+    started = time.monotonic()
+    print(f"{name}: starting ...", flush=True)
+    service.start()
+    print(f"{name}: ready on {address()} in {time.monotonic() - started:.1f}s ({note})")
+
+
+def _status(broker: KafkaBroker, emulator: PubSubEmulator, wanted: list[str]) -> int:
+    healthy = True
+    for name, service, address in (("kafka", broker, broker.bootstrap), ("pubsub", emulator, emulator.host)):
+        if name not in wanted:
+            continue
+        pid = service.process.pid()
+        if pid is None:
+            print(f"{name}: stopped")
+            healthy = False
+        elif service.answering():
+            print(f"{name}: running on {address} (pid {pid})")
+        else:
+            print(f"{name}: process {pid} is up but {address} does not answer (log: {service.process.log_file})")
+            healthy = False
+    return 0 if healthy else 3
+
+
+def _saved_ports(state) -> dict:
+    try:
+        return json.loads((state / "ports.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _save_ports(broker: KafkaBroker, emulator: PubSubEmulator) -> None:
+    path = broker.state_dir.parent / "ports.json"
+    path.write_text(json.dumps({
+        "kafka_port": broker.port,
+        "kafka_controller_port": broker.controller_port,
+        "pubsub_port": emulator.port,
+    }))

@@ -1,0 +1,1 @@
+"""The event-time layer: durations and instants, windows, triggers, lateness."""
