@@ -115,7 +115,9 @@ def format_instant(value) -> str:
     if value.tzinfo is None:
         raise ValueError("timestamp has no time zone")
     value = value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # Not strftime: its %Y does not zero-pad years before 1000 on every platform.
+    v = value
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond // 1000:03d}Z"
 
 
 def parse_instant(obj, path: str = "$") -> datetime:

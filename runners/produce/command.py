@@ -84,7 +84,10 @@ def run(args) -> int:
     if args.archive is not None:
         _check_archive_path(parser, args.archive)
     start_ms = args.start if args.start is not None else int(time.time() * 1000)
-    plan = plan_arrivals(args.count, args.seed, start_ms, args.rate, spec)
+    try:
+        plan = plan_arrivals(args.count, args.seed, start_ms, args.rate, spec)
+    except ValueError as err:
+        parser.error(f"--disorder and --late are too large for --count {args.count}: {err}")
 
     kafka = None
     target = str(args.archive)
