@@ -1,0 +1,92 @@
+"""A Kafka topic as seen by the replay planner: partitions, watermarks, offsets for
+times and committed group positions, through one confluent-kafka consumer that
+never joins a group (it only assigns and queries)."""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from replay.errors import ReplayError
+
+__all__ = ["KafkaTopicLog", "consumer_config"]
+
+
+def consumer_config(bootstrap: str, group: str, isolation_level: str = "read_committed", **extra) -> dict:
+    """Settings every kappa consumer shares: explicit offsets, no auto-commit, no topic creation."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "allow.auto.create.topics": False,
+        "isolation.level": isolation_level,
+        "log_level": 0,
+        **extra,
+    }
+
+
+class KafkaTopicLog:
+    def __init__(self, bootstrap: str, topic: str, isolation_level: str = "read_committed", timeout_s: float = 10.0):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self._consumer = Consumer(consumer_config(bootstrap, "kappa-planner", isolation_level))
+        self._partitions: list[int] | None = None
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def partitions(self) -> list[int]:
+        if self._partitions is None:
+            try:
+                metadata = self._consumer.list_topics(self.topic, timeout=self.timeout_s)
+            except KafkaException:
+                raise ReplayError(f"cannot reach Kafka at {self.bootstrap} within {self.timeout_s:.0f}s "
+                                  "(is the broker up? `kappa local up` starts the local one)") from None
+            found = metadata.topics.get(self.topic)
+            if found is None or found.error is not None or not found.partitions:
+                raise ReplayError(f"topic {self.topic!r} does not exist on {self.bootstrap}")
+            self._partitions = sorted(found.partitions)
+        return self._partitions
+
+    def watermarks(self, partition: int) -> tuple[int, int]:
+        return self._call(lambda: self._consumer.get_watermark_offsets(
+            TopicPartition(self.topic, partition), timeout=self.timeout_s, cached=False))
+
+    def offset_for_time(self, partition: int, ms: int) -> int | None:
+        [found] = self._call(lambda: self._consumer.offsets_for_times(
+            [TopicPartition(self.topic, partition, ms)], timeout=self.timeout_s))
+        return None if found.offset < 0 else found.offset
+
+    def committed(self, group: str, partitions: list[int]) -> dict[int, int | None]:
+        # A separate consumer with the group's id reads its commits; it never subscribes,
+        # so the group's members and positions are untouched.
+        reader = Consumer(consumer_config(self.bootstrap, group))
+        try:
+            found = self._call(lambda: reader.committed(
+                [TopicPartition(self.topic, p) for p in partitions], timeout=self.timeout_s))
+        finally:
+            reader.close()
+        return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
+
+    def first_timestamps(self, partition: int, offsets: list[int]) -> dict[int, int | None]:
+        """Record timestamps at the given offsets (the next record at or after each)."""
+        out = {}
+        for offset in offsets:
+            self._consumer.assign([TopicPartition(self.topic, partition, offset)])
+            msg = self._consumer.poll(self.timeout_s)
+            out[offset] = msg.timestamp()[1] if msg is not None and msg.error() is None else None
+        self._consumer.unassign()
+        return out
+
+    def _call(self, request):
+        try:
+            return request()
+        except KafkaException as err:
+            raise ReplayError(f"Kafka at {self.bootstrap} did not answer for {self.topic!r}: {err.args[0].str()}") from None

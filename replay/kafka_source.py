@@ -1,0 +1,290 @@
+"""Reading Kafka partitions in Beam: a splittable DoFn over confluent-kafka.
+
+One element per topic-partition (a :class:`PartitionRange` of the manifest), one
+restriction per element: the offset range ``[start, stop)``, or ``[start, ∞)`` for a
+live read. The reader assigns its partition explicitly (it never joins a consumer
+group), fetches in batches, decodes each value with the manifest's codec, stamps
+it with its event time, and sends what cannot be decoded or has no usable event
+time to the ``dead_letter`` output with its provenance. It never stops on a bad
+record.
+
+Exactly the planned records, whatever the runner splits: a batch is claimed by
+its last offset; if that claim fails (the range ended, or the runner split it),
+only records below the restriction's current stop are emitted. Split points are
+always past the last claim attempt, so no record is read twice or skipped. Gaps
+in offsets (transaction markers, compaction) are fine: the read is done when the
+consumer's position reaches the stop.
+
+Watermark: per partition, max event time seen minus the max out-of-orderness
+(:class:`transforms.watermark.OutOfOrdernessWatermark`). A bounded restriction that
+is done no longer holds the watermark. In live mode a partition counts as idle,
+and lets its watermark follow the clock, only once it has caught up with its high
+watermark. Live reads commit ``last offset + 1`` to the run's consumer group when
+the runner finalizes the bundle (its results are durable); replays never commit.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.iobase import RestrictionTracker, WatermarkEstimator
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from replay.errors import ReplayError
+from replay.manifest import DecodingSpec, Manifest, PartitionRange
+from schemas import DecodeError
+from schemas.records import DeadLetter, Provenance, SourceRecord
+from transforms.event_time import BROKER_TIMESTAMP_TYPES, EventTimeSpec, InvalidEventTime
+from transforms.watermark import OutOfOrdernessWatermark
+
+__all__ = ["DEAD_LETTER", "ReadFromKafkaReplay", "ReadSettings"]
+
+DEAD_LETTER = "dead_letter"
+_LIVE_STOP = sys.maxsize  # the open end of a live restriction
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    bootstrap: str
+    decoding: DecodingSpec
+    event_time: str = "field:timestamp"
+    max_out_of_orderness_ms: int = 0
+    isolation_level: str = "read_committed"
+    commit_group: str | None = None  #: live reads commit here; None for replays
+    batch_size: int = 5000
+    split_size: int | None = None  #: split each partition's range into chunks of this many offsets
+    poll_timeout_s: float = 0.2
+    checkpoint_every_s: float = 1.0  #: live: hand control back to the runner this often
+    stall_timeout_s: float = 120.0  #: bounded: give up when no progress is made for this long
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, **overrides) -> "ReadSettings":
+        return cls(
+            bootstrap=manifest.bootstrap,
+            decoding=manifest.decoding,
+            event_time=manifest.event_time,
+            max_out_of_orderness_ms=manifest.max_out_of_orderness_ms,
+            isolation_level=manifest.isolation_level,
+            **overrides,
+        )
+
+
+class _PartitionWatermark(WatermarkEstimator):
+    """Beam's view of :class:`OutOfOrdernessWatermark`; the DoFn feeds it event times
+    (not output timestamps: a dead letter must not move the watermark)."""
+
+    def __init__(self, bound_ms: int, state):
+        self._wm = OutOfOrdernessWatermark(bound_ms, state)
+
+    def observe_timestamp(self, timestamp) -> None:
+        pass
+
+    def observe_event_ms(self, event_ms: int) -> None:
+        self._wm.observe(event_ms)
+
+    def caught_up(self, now_ms: int) -> None:
+        self._wm.caught_up(now_ms)
+
+    def current_watermark(self):
+        ms = self._wm.current_ms()
+        return None if ms is None else Timestamp(micros=ms * 1000)
+
+    def get_estimator_state(self):
+        return self._wm.state()
+
+
+class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
+    """Bounded read of one partition's offset range (the DoFn is its own restriction
+    and watermark-estimator provider, so settings reach both)."""
+
+    def __init__(self, settings: ReadSettings):
+        super().__init__()
+        self.settings = settings
+
+    # -- restriction provider ------------------------------------------------------
+    def initial_restriction(self, element: PartitionRange) -> OffsetRange:
+        return OffsetRange(element.start, _LIVE_STOP if element.stop is None else element.stop)
+
+    def create_tracker(self, restriction: OffsetRange) -> RestrictionTracker:
+        return OffsetRestrictionTracker(restriction)
+
+    def split(self, element, restriction: OffsetRange):
+        size = self.settings.split_size
+        if size and restriction.stop != _LIVE_STOP:
+            yield from restriction.split(size, 1)
+        else:
+            yield restriction
+
+    def restriction_size(self, element, restriction: OffsetRange) -> int:
+        return 0 if restriction.stop == _LIVE_STOP else restriction.size()
+
+    # -- watermark estimator provider -----------------------------------------------
+    def initial_estimator_state(self, element, restriction):
+        return None
+
+    def create_watermark_estimator(self, estimator_state) -> _PartitionWatermark:
+        return _PartitionWatermark(self.settings.max_out_of_orderness_ms, estimator_state)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def setup(self):
+        self._codec = self.settings.decoding.make_codec()
+        self._event_time = EventTimeSpec.parse(self.settings.event_time)
+        self._consumer = None
+
+    def teardown(self):
+        if getattr(self, "_consumer", None) is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def process(self, element: PartitionRange,
+                tracker=beam.DoFn.RestrictionParam(),
+                watermark=beam.DoFn.WatermarkEstimatorParam()):
+        yield from self._read(element, tracker, watermark, live=False)
+
+    # -- reading ----------------------------------------------------------------------
+    def _consumer_for(self):
+        if self._consumer is None:
+            from confluent_kafka import Consumer
+
+            from replay.kafka_log import consumer_config
+
+            group = self.settings.commit_group or "kappa-replay"  # replays never commit
+            self._consumer = Consumer(consumer_config(
+                self.settings.bootstrap, group, self.settings.isolation_level,
+                **{"enable.partition.eof": True, "fetch.max.bytes": 52428800,
+                   "queued.max.messages.kbytes": 262144}))
+        return self._consumer
+
+    def _read(self, part: PartitionRange, tracker, watermark, live: bool, finalizer=None):
+        from confluent_kafka import KafkaError, TopicPartition
+
+        restriction = tracker.current_restriction()
+        if restriction.start >= restriction.stop:
+            tracker.try_claim(restriction.start)  # empty range: nothing to claim
+            return
+        consumer = self._consumer_for()
+        consumer.assign([TopicPartition(part.topic, part.partition, restriction.start)])
+        settings = self.settings
+        started = last_progress = time.monotonic()
+        committed_to = None
+        try:
+            while True:
+                messages = consumer.consume(settings.batch_size, timeout=settings.poll_timeout_s)
+                end_of_partition = None
+                records = []
+                for msg in messages:
+                    error = msg.error()
+                    if error is None:
+                        records.append(msg)
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        end_of_partition = msg.offset()
+                    else:
+                        raise ReplayError(f"reading {part.topic}[{part.partition}] from {settings.bootstrap}: {error.str()}")
+                if records:
+                    last_progress = time.monotonic()
+                    last = records[-1].offset()
+                    if tracker.try_claim(last):
+                        yield from self._emit(records, part, watermark)
+                        committed_to = last + 1
+                    else:  # the range ends (or was split) inside this batch
+                        stop = tracker.current_restriction().stop
+                        yield from self._emit([m for m in records if m.offset() < stop], part, watermark)
+                        return
+                if end_of_partition is not None:
+                    if not live and end_of_partition >= restriction.stop:
+                        tracker.try_claim(restriction.stop)  # fails by design: marks the range done
+                        return
+                    if live:
+                        watermark.caught_up(int(time.time() * 1000))
+                if live and time.monotonic() - started >= settings.checkpoint_every_s:
+                    tracker.defer_remainder(Duration(seconds=0.0 if records else settings.poll_timeout_s))
+                    return
+                if not live and time.monotonic() - last_progress > settings.stall_timeout_s:
+                    raise ReplayError(
+                        f"no records from {part.topic}[{part.partition}] at {settings.bootstrap} for "
+                        f"{settings.stall_timeout_s:.0f}s while offsets up to {restriction.stop} were planned")
+        finally:
+            if live and finalizer is not None and committed_to is not None:
+                finalizer.register(_Commit(self, part, committed_to))
+
+    def _emit(self, messages, part: PartitionRange, watermark):
+        codec_decode = self._codec.decode
+        extract = self._event_time.extract
+        uses_broker_type = self._event_time.uses_broker_time
+        topic, partition = part.topic, part.partition
+        newest = None
+        for msg in messages:
+            ts_type, broker_ms = msg.timestamp()
+            provenance = Provenance("kafka", topic, partition, msg.offset(), broker_ms)
+            value = msg.value()
+            try:
+                if value is None:
+                    raise DecodeError("the record has no value (a tombstone)")
+                decoded = codec_decode(value)
+                event_ms = extract(decoded, broker_ms, BROKER_TIMESTAMP_TYPES.get(ts_type) if uses_broker_type else None)
+            except (DecodeError, InvalidEventTime) as err:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, beam.window.TimestampedValue(
+                    DeadLetter(err.reason, str(err), provenance, value, msg.key()),
+                    Timestamp(micros=max(broker_ms, 0) * 1000)))
+                continue
+            if newest is None or event_ms > newest:
+                newest = event_ms
+            yield beam.window.TimestampedValue(
+                SourceRecord(decoded, event_ms, msg.key(), provenance), Timestamp(micros=event_ms * 1000))
+        if newest is not None:
+            watermark.observe_event_ms(newest)
+
+
+class _ReadPartitionLiveFn(_ReadPartitionFn):
+    """Unbounded read: follows the partition for ever, checkpointing every second."""
+
+    @beam.DoFn.unbounded_per_element()
+    def process(self, element: PartitionRange,
+                finalizer=beam.DoFn.BundleFinalizerParam,  # before the SDF params: Beam passes it by position
+                tracker=beam.DoFn.RestrictionParam(),
+                watermark=beam.DoFn.WatermarkEstimatorParam()):
+        yield from self._read(element, tracker, watermark, live=True, finalizer=finalizer)
+
+
+class _Commit:
+    """Bundle-finalization callback: commit ``offset`` for the partition to the run's group."""
+
+    def __init__(self, fn: _ReadPartitionFn, part: PartitionRange, offset: int):
+        self.fn, self.part, self.offset = fn, part, offset
+
+    def __call__(self):
+        from confluent_kafka import TopicPartition
+
+        self.fn._consumer_for().commit(
+            offsets=[TopicPartition(self.part.topic, self.part.partition, self.offset)], asynchronous=False)
+
+
+class ReadFromKafkaReplay(beam.PTransform):
+    """Read a manifest's partition ranges: ``{"records": ..., "dead_letters": ...}``.
+
+    ``records`` are :class:`SourceRecord` timestamped with their event time;
+    ``dead_letters`` are :class:`DeadLetter` (``decode_error``, ``invalid_record``).
+    A manifest with a live range reads unboundedly and, given ``commit_group``,
+    commits its progress there; otherwise the read is bounded and never commits.
+    """
+
+    def __init__(self, manifest: Manifest, **settings):
+        super().__init__()
+        self.manifest = manifest
+        self.settings = ReadSettings.from_manifest(manifest, **settings)
+        if not manifest.live and self.settings.commit_group:
+            raise ValueError("a bounded replay never commits offsets: commit_group is for live reads")
+
+    def expand(self, pbegin):
+        fn = _ReadPartitionLiveFn(self.settings) if self.manifest.live else _ReadPartitionFn(self.settings)
+        outputs = (
+            pbegin
+            | "Partitions" >> beam.Create(list(self.manifest.ranges))
+            | "ReadPartitions" >> beam.ParDo(fn).with_outputs(DEAD_LETTER, main="records")
+        )
+        return {"records": outputs.records, "dead_letters": outputs[DEAD_LETTER]}

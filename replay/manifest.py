@@ -1,0 +1,131 @@
+"""The replay manifest: every replay point resolved, once, at launch, into exact
+per-partition offset ranges, plus everything needed to read them the same way again.
+
+A manifest is JSON (``Manifest.to_json`` / ``Manifest.load``). Running from a saved
+manifest reads exactly the records it names, however much was appended since.
+Ranges are half-open: ``[start, stop)``; ``stop`` is None for a live (unbounded) read.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from replay.errors import ReplayError
+
+__all__ = ["MANIFEST_VERSION", "DecodingSpec", "Manifest", "PartitionRange", "code_version"]
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PartitionRange:
+    topic: str
+    partition: int
+    start: int
+    stop: int | None  #: exclusive; None: live, no end
+    start_selector: str = ""  #: how ``start`` was found, for people reading the manifest
+    stop_selector: str = ""
+
+    @property
+    def size(self) -> int | None:
+        return None if self.stop is None else self.stop - self.start
+
+
+@dataclass(frozen=True)
+class DecodingSpec:
+    """How record values are decoded: a codec format and the reader's schema."""
+
+    format: str = "confluent"  #: avro | confluent | json
+    schema: str = "payment"  #: shipped schema name, or a path to an .avsc file
+    registry: str | None = None  #: file-backed schema registry, for the confluent format
+    subject: str | None = None
+    schema_ids: tuple[int, ...] = ()  #: ids registered under the subject at launch
+
+    def make_codec(self):
+        from schemas import FileSchemaRegistry, make_codec
+        from schemas.catalog import SCHEMA_NAMES
+
+        schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
+        registry = FileSchemaRegistry(self.registry) if self.registry else None
+        return make_codec(self.format, schema, registry=registry)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    bootstrap: str
+    topic: str
+    from_point: str
+    to_point: str
+    ranges: tuple[PartitionRange, ...]
+    decoding: DecodingSpec = DecodingSpec()
+    event_time: str = "field:timestamp"
+    max_out_of_orderness_ms: int = 0
+    isolation_level: str = "read_committed"
+    pipeline: dict = field(default_factory=dict)
+    created_at: str = ""
+    code_version: str = ""
+    version: int = MANIFEST_VERSION
+
+    @property
+    def live(self) -> bool:
+        return any(r.stop is None for r in self.ranges)
+
+    @property
+    def total(self) -> int | None:
+        """Records (offsets) to read in all; None for a live read."""
+        return None if self.live else sum(r.size for r in self.ranges)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["decoding"]["schema_ids"] = list(self.decoding.schema_ids)
+        return json.dumps(data, indent=2)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def from_json(cls, text: str, origin: str = "manifest") -> "Manifest":
+        try:
+            data = json.loads(text)
+            if data.get("version") != MANIFEST_VERSION:
+                raise ReplayError(f"{origin} has manifest version {data.get('version')!r}; "
+                                  f"this kappa reads version {MANIFEST_VERSION}")
+            data["ranges"] = tuple(PartitionRange(**r) for r in data["ranges"])
+            decoding = dict(data.get("decoding") or {})
+            decoding["schema_ids"] = tuple(decoding.get("schema_ids", ()))
+            data["decoding"] = DecodingSpec(**decoding)
+            manifest = cls(**data)
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as err:
+            raise ReplayError(f"{origin} is not a kappa replay manifest: {err}") from None
+        for r in manifest.ranges:
+            if r.start < 0 or (r.stop is not None and r.stop < r.start):
+                raise ReplayError(f"{origin}: partition {r.partition} has an empty or inverted range [{r.start}, {r.stop})")
+        return manifest
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Manifest":
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ReplayError(f"cannot read manifest {path}: {err.strerror}") from None
+        return cls.from_json(text, origin=str(path))
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit (``+dirty`` if modified)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("kappa-replay")
+    except PackageNotFoundError:
+        package = "unknown"
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty=+dirty"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return f"kappa {package}" + (f" ({commit})" if commit else "")

@@ -1,0 +1,77 @@
+"""Where a record's event time comes from: a payload field, or the Kafka record
+timestamp (CreateTime or LogAppendTime), chosen per pipeline or by ``--event-time``.
+
+Spellings: ``field:timestamp`` (a dotted path such as ``field:meta.created``),
+``create_time``, ``log_append_time``. Extraction returns epoch milliseconds or
+raises :class:`InvalidEventTime`, which sources route to dead letters as
+``invalid_record``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from schemas.jsonform import parse_instant
+
+__all__ = ["EventTimeSpec", "InvalidEventTime", "BROKER_TIMESTAMP_TYPES"]
+
+#: confluent-kafka's timestamp type constants, by name.
+BROKER_TIMESTAMP_TYPES = {1: "create_time", 2: "log_append_time"}
+
+
+class InvalidEventTime(ValueError):
+    reason = "invalid_record"
+
+
+@dataclass(frozen=True)
+class EventTimeSpec:
+    source: str  #: "field", "create_time" or "log_append_time"
+    path: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> "EventTimeSpec":
+        value = text.strip()
+        if value in ("create_time", "log_append_time"):
+            return cls(value)
+        if value.startswith("field:") and value[6:] and all(value[6:].split(".")):
+            return cls("field", tuple(value[6:].split(".")))
+        raise ValueError(f"{text!r} is not an event-time source (write field:<name>, create_time or log_append_time)")
+
+    def __str__(self) -> str:
+        return f"field:{'.'.join(self.path)}" if self.source == "field" else self.source
+
+    @property
+    def uses_broker_time(self) -> bool:
+        return self.source != "field"
+
+    def extract(self, value: dict, broker_ms: int | None, broker_type: str | None) -> int:
+        """The event time of one record, in epoch ms."""
+        if self.source != "field":
+            if broker_ms is None or broker_ms < 0:
+                raise InvalidEventTime("the record has no broker timestamp")
+            if broker_type is not None and broker_type != self.source:
+                raise InvalidEventTime(f"the record's timestamp is {broker_type}, the pipeline reads {self.source}")
+            return broker_ms
+        node = value
+        for name in self.path:
+            if not isinstance(node, dict) or name not in node or node[name] is None:
+                raise InvalidEventTime(f"the event-time field {'.'.join(self.path)!r} is missing")
+            node = node[name]
+        return _to_ms(node, ".".join(self.path))
+
+
+def _to_ms(raw, name: str) -> int:
+    if isinstance(raw, datetime):
+        if raw.tzinfo is None:
+            raise InvalidEventTime(f"event-time field {name!r} has no time zone")
+        delta = raw.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return _to_ms(parse_instant(raw, name), name)
+        except ValueError as err:
+            raise InvalidEventTime(f"event-time field {name!r}: {err}") from None
+    raise InvalidEventTime(f"event-time field {name!r} holds a {type(raw).__name__}, not a time")
