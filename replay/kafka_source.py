@@ -32,20 +32,26 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.io.iobase import RestrictionTracker, WatermarkEstimator
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest, PartitionRange
-from schemas import DecodeError
-from schemas.records import DeadLetter, Provenance, SourceRecord
-from transforms.event_time import BROKER_TIMESTAMP_TYPES, EventTimeSpec, InvalidEventTime
+from replay.decoding import FAILURES, RecordDecoder
+from schemas.records import Provenance, SourceRecord
+from transforms.event_time import BROKER_TIMESTAMP_TYPES, EventTimeSpec
 from transforms.watermark import OutOfOrdernessWatermark
 
-__all__ = ["DEAD_LETTER", "ReadFromKafkaReplay", "ReadSettings"]
+__all__ = ["DEAD_LETTER", "METRICS_NAMESPACE", "ReadFromKafkaReplay", "ReadSettings"]
 
 DEAD_LETTER = "dead_letter"
+METRICS_NAMESPACE = "kappa"
+_READ = Metrics.counter(METRICS_NAMESPACE, "records_read")  # offsets read, good or bad
 _LIVE_STOP = sys.maxsize  # the open end of a live restriction
+_GLOBAL_WINDOWS = (GlobalWindow(),)
 
 
 @dataclass(frozen=True)
@@ -132,8 +138,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
 
     # -- lifecycle --------------------------------------------------------------------
     def setup(self):
-        self._codec = self.settings.decoding.make_codec()
-        self._event_time = EventTimeSpec.parse(self.settings.event_time)
+        self._decoder = RecordDecoder(self.settings.decoding.make_codec(), EventTimeSpec.parse(self.settings.event_time))
         self._consumer = None
 
     def teardown(self):
@@ -157,7 +162,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             self._consumer = Consumer(consumer_config(
                 self.settings.bootstrap, group, self.settings.isolation_level,
                 **{"enable.partition.eof": True, "fetch.max.bytes": 52428800,
-                   "queued.max.messages.kbytes": 262144}))
+                   "max.partition.fetch.bytes": 16777216,  # one partition at a time: fetch big
+                   "fetch.wait.max.ms": 50,  # a fetch parked at a partition end must not delay the next partition
+                   "queued.max.messages.kbytes": 65536}))  # caps prefetch memory
         return self._consumer
 
     def _read(self, part: PartitionRange, tracker, watermark, live: bool, finalizer=None):
@@ -169,12 +176,17 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             return
         consumer = self._consumer_for()
         consumer.assign([TopicPartition(part.topic, part.partition, restriction.start)])
+        consume = consumer.consume
         settings = self.settings
         started = last_progress = time.monotonic()
         committed_to = None
+        next_offset = restriction.start
         try:
             while True:
-                messages = consumer.consume(settings.batch_size, timeout=settings.poll_timeout_s)
+                # Ask for no more than the range still holds: consume() waits for a full
+                # batch, and at the end of a bounded range it would wait for nothing.
+                wanted = settings.batch_size if live else max(1, min(settings.batch_size, restriction.stop - next_offset))
+                messages = consume(wanted, timeout=settings.poll_timeout_s)
                 end_of_partition = None
                 records = []
                 for msg in messages:
@@ -190,7 +202,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                     last = records[-1].offset()
                     if tracker.try_claim(last):
                         yield from self._emit(records, part, watermark)
-                        committed_to = last + 1
+                        committed_to = next_offset = last + 1
                     else:  # the range ends (or was split) inside this batch
                         stop = tracker.current_restriction().stop
                         yield from self._emit([m for m in records if m.offset() < stop], part, watermark)
@@ -213,29 +225,30 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                 finalizer.register(_Commit(self, part, committed_to))
 
     def _emit(self, messages, part: PartitionRange, watermark):
-        codec_decode = self._codec.decode
-        extract = self._event_time.extract
-        uses_broker_type = self._event_time.uses_broker_time
+        # The per-record hot path: locals only, no helper calls but the decoder's.
+        parse = self._decoder.parse
+        broker_types = BROKER_TIMESTAMP_TYPES
         topic, partition = part.topic, part.partition
         newest = None
+        _READ.inc(len(messages))
         for msg in messages:
             ts_type, broker_ms = msg.timestamp()
+            payload = msg.value()
             provenance = Provenance("kafka", topic, partition, msg.offset(), broker_ms)
-            value = msg.value()
             try:
-                if value is None:
-                    raise DecodeError("the record has no value (a tombstone)")
-                decoded = codec_decode(value)
-                event_ms = extract(decoded, broker_ms, BROKER_TIMESTAMP_TYPES.get(ts_type) if uses_broker_type else None)
-            except (DecodeError, InvalidEventTime) as err:
+                value, event_ms = parse(payload, broker_ms, broker_types.get(ts_type))
+            except FAILURES as err:
+                dead = self._decoder.dead_letter(err, payload, msg.key(), provenance)
+                Metrics.counter(METRICS_NAMESPACE, f"dead_letters_{dead.reason}").inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, beam.window.TimestampedValue(
-                    DeadLetter(err.reason, str(err), provenance, value, msg.key()),
-                    Timestamp(micros=max(broker_ms, 0) * 1000)))
+                    dead, Timestamp(micros=max(broker_ms, 0) * 1000)))
                 continue
             if newest is None or event_ms > newest:
                 newest = event_ms
-            yield beam.window.TimestampedValue(
-                SourceRecord(decoded, event_ms, msg.key(), provenance), Timestamp(micros=event_ms * 1000))
+            # A WindowedValue in the global window, not a TimestampedValue: Beam then
+            # skips re-assigning windows for every record.
+            yield WindowedValue(SourceRecord(value, event_ms, msg.key(), provenance),
+                                Timestamp(micros=event_ms * 1000), _GLOBAL_WINDOWS)
         if newest is not None:
             watermark.observe_event_ms(newest)
 

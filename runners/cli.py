@@ -13,6 +13,8 @@ from runners import demo
 from runners.errors import KappaError
 from runners.local import command as local_command
 from runners.produce import command as produce_command
+from runners import replay_command
+from replay.errors import ReplayError
 
 __all__ = ["build_parser", "main"]
 
@@ -28,15 +30,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     local_command.add_parser(sub)
     produce_command.add_parser(sub)
+    replay_command.add_parsers(sub)
     demo.add_parser(sub)
     return parser
 
 
+# Flags whose values may start with "-" (a duration ago: --from -PT6H); argparse would
+# take such a value for a flag, so it is glued on: --from=-PT6H.
+_AGO_FLAGS = ("--from", "--start")
+
+
+def _glue_ago_values(argv: list[str]) -> list[str]:
+    out = []
+    for arg in argv:
+        if out and out[-1] in _AGO_FLAGS and arg.startswith("-") and not arg.startswith("--"):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = _glue_ago_values(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except KappaError as err:
+    except (KappaError, ReplayError) as err:
         print(f"kappa: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ raises :class:`InvalidEventTime`, which sources route to dead letters as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from schemas.jsonform import parse_instant
 
@@ -18,6 +18,10 @@ __all__ = ["EventTimeSpec", "InvalidEventTime", "BROKER_TIMESTAMP_TYPES"]
 
 #: confluent-kafka's timestamp type constants, by name.
 BROKER_TIMESTAMP_TYPES = {1: "create_time", 2: "log_append_time"}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
 
 class InvalidEventTime(ValueError):
@@ -65,8 +69,7 @@ def _to_ms(raw, name: str) -> int:
     if isinstance(raw, datetime):
         if raw.tzinfo is None:
             raise InvalidEventTime(f"event-time field {name!r} has no time zone")
-        delta = raw.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
-        return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+        return (raw - _EPOCH) // _MS  # exact integer arithmetic, any time zone
     if isinstance(raw, int) and not isinstance(raw, bool):
         return raw
     if isinstance(raw, str):

@@ -1,0 +1,227 @@
+"""``kappa plan`` and ``kappa read``: resolve replay points into a manifest, and read
+exactly the records a manifest names (the replay reader on its own, no pipeline)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import apache_beam as beam
+
+from runners import cliargs
+from runners.home import default_registry_path
+from replay.errors import ReplayError
+from replay.manifest import DecodingSpec, Manifest
+from replay.resolve import ON_MISSING
+from replay.sources import ArchiveSource, KafkaSource, parse_source
+from schemas.catalog import SCHEMA_NAMES
+from schemas.codec import FORMATS
+from schemas.jsonform import format_instant
+
+__all__ = ["add_parsers"]
+
+PLAN_EXAMPLES = """\
+examples:
+  kappa plan --source kafka://127.0.0.1:9092/payment_msg --from 2026-11-20T09:00:00Z --to now
+  kappa plan --source kafka://127.0.0.1:9092/payment_msg --from -PT1H --to +PT30M --save plan.json
+  kappa plan --source kafka://127.0.0.1:9092/payment_msg --from group:merchant-totals --to now --json
+"""
+
+READ_EXAMPLES = """\
+examples:
+  kappa read --manifest plan.json --out records.jsonl
+  kappa read --source kafka://127.0.0.1:9092/payment_msg --from -PT10M --to now
+  kappa read --source kafka://127.0.0.1:9092/payment_msg --from latest --to never --commit-group my-reader
+  kappa read --source file:out/payments.jsonl
+"""
+
+
+def add_parsers(subparsers) -> None:
+    plan = subparsers.add_parser(
+        "plan", help="resolve replay points into a manifest and summarize it, without reading",
+        description="Resolve --from and --to once, against the log as it is now, into a manifest: per partition "
+                    "the [start, stop) offsets and the selectors that produced them. Prints a summary (records "
+                    "per partition, record-time span); --save writes the manifest for `kappa read --manifest`.",
+        epilog=PLAN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_source_flags(plan)
+    plan.add_argument("--save", type=Path, help="write the manifest (JSON) to this file")
+    plan.add_argument("--json", action="store_true", help="print the manifest JSON instead of the summary")
+    plan.set_defaults(run=run_plan)
+
+    read = subparsers.add_parser(
+        "read", help="read exactly the records of a manifest (or of --source/--from/--to) as JSON lines",
+        description="Run the replay reader alone on the DirectRunner: every record of the planned ranges, decoded, "
+                    "with its event time and provenance, one JSON object per line. Undecodable records and records "
+                    "without a usable event time go to the dead-letter file. With --to never it follows the log.",
+        epilog=READ_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_source_flags(read, required=False)
+    read.add_argument("--manifest", type=Path, help="read the ranges of this saved manifest (instead of --source)")
+    read.add_argument("--out", default="-", help="records as JSON lines to this file (default: standard output)")
+    read.add_argument("--dead-letter", type=Path, help="dead letters as JSON lines (default: beside --out, or stderr)")
+    read.add_argument("--commit-group", help="live reads only: commit progress to this consumer group")
+    read.set_defaults(run=run_read)
+
+
+def _add_source_flags(p, required: bool = True) -> None:
+    p.add_argument("--source", required=required, help="kafka://HOST:PORT/TOPIC (or file:PATH for `read`)")
+    p.add_argument("--from", dest="start", default="earliest",
+                   help="earliest | latest | ISO-8601 instant | -PT6H | offsets:0=12,1=30 | group:<id> (default earliest)")
+    p.add_argument("--to", dest="stop", default="now",
+                   help="now | never | ISO-8601 instant | +PT1H | offsets:0=99,1=120 (default now)")
+    p.add_argument("--format", choices=FORMATS, default="confluent", help="value encoding (default confluent)")
+    p.add_argument("--schema", default="payment",
+                   help=f"reader schema: one of {', '.join(SCHEMA_NAMES)} or an .avsc file (default payment)")
+    p.add_argument("--registry", type=Path, help=f"schema registry file (default {default_registry_path()})")
+    p.add_argument("--event-time", default="field:timestamp",
+                   help="field:<name> | create_time | log_append_time (default field:timestamp)")
+    p.add_argument("--max-out-of-orderness", type=cliargs.duration_ms, default=0, metavar="DURATION",
+                   help="watermark bound: max event time seen minus this (default 0s)")
+    p.add_argument("--on-missing-offsets", choices=ON_MISSING, default="error",
+                   help="offsets deleted by retention, or a group without commits: fail (default) or start at the log start")
+    p.add_argument("--isolation-level", choices=["read_committed", "read_uncommitted"], default="read_committed",
+                   help="transactional records: committed only (default) or all")
+    p.add_argument("--timeout", type=cliargs.positive_float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for the broker to answer (default 10)")
+
+
+def _check_flags(args) -> None:
+    from transforms.event_time import EventTimeSpec
+
+    try:
+        EventTimeSpec.parse(args.event_time)
+    except ValueError as err:
+        raise ReplayError(f"--event-time: {err}") from None
+    if args.schema not in SCHEMA_NAMES and not Path(args.schema).is_file():
+        raise ReplayError(f"--schema {args.schema!r} is neither a shipped schema ({', '.join(SCHEMA_NAMES)}) nor a file")
+
+
+def _plan(args) -> Manifest:
+    from replay.plan import plan_kafka_replay
+
+    _check_flags(args)
+    source = parse_source(args.source)
+    if not isinstance(source, KafkaSource):
+        raise ReplayError(f"--source {args.source}: planning offsets needs a kafka:// source")
+    registry = str(args.registry or default_registry_path())
+    decoding = DecodingSpec(args.format, args.schema, registry if args.format == "confluent" else None,
+                            f"{source.topic}-value" if args.format == "confluent" else None)
+    return plan_kafka_replay(source.bootstrap, source.topic, args.start, args.stop, decoding, args.event_time,
+                             args.max_out_of_orderness, args.on_missing_offsets, args.isolation_level,
+                             timeout_s=args.timeout)
+
+
+def run_plan(args) -> int:
+    from replay.plan import summarize
+
+    manifest = _plan(args)
+    if args.save:
+        manifest.save(args.save)
+    if args.json:
+        print(manifest.to_json())
+    else:
+        print(f"replay of {manifest.topic} from {manifest.from_point} to {manifest.to_point} (planned {manifest.created_at})")
+        for r in manifest.ranges:
+            print(f"  partition {r.partition}: start from {r.start_selector}; stop at {r.stop_selector}")
+        print("\n".join(summarize(manifest, args.timeout)))
+        if args.save:
+            print(f"manifest saved to {args.save}")
+    return 0
+
+
+def run_read(args) -> int:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from replay.archive_source import ReadArchive
+    from replay.kafka_source import ReadFromKafkaReplay
+
+    if args.manifest is None and args.source is None:
+        raise ReplayError("read needs --manifest or --source")
+    dead_path = args.dead_letter or (Path(args.out).with_suffix(".dead.jsonl") if args.out != "-" else None)
+    if args.manifest is not None:
+        manifest = Manifest.load(args.manifest)
+        read, schema, label = ReadFromKafkaReplay(manifest, commit_group=args.commit_group), manifest.decoding.schema, manifest
+    elif isinstance(parse_source(args.source), ArchiveSource):
+        _check_flags(args)
+        archive = parse_source(args.source)
+        read, schema, label = ReadArchive([archive.path], args.schema, args.event_time), args.schema, archive
+    else:
+        manifest = _plan(args)
+        read, schema, label = ReadFromKafkaReplay(manifest, commit_group=args.commit_group), args.schema, manifest
+    if args.commit_group and not (isinstance(label, Manifest) and label.live):
+        raise ReplayError("--commit-group is for live reads (--to never): replays never commit offsets")
+
+    if isinstance(label, Manifest):
+        starts = ", ".join(f"{r.partition}:{r.start}" for r in label.ranges)
+        mode = "following it live (Ctrl-C stops)" if label.live else f"{label.total} records"
+        print(f"reading {label.topic} from offsets {starts}: {mode}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    counts = _Counts()
+    options = PipelineOptions(["--runner=DirectRunner"], streaming=False)
+    with beam.Pipeline(options=options) as pipeline:
+        out = pipeline | "Read" >> read
+        out["records"] | "WriteRecords" >> beam.ParDo(_WriteJsonLines(args.out, schema, "records", counts.key))
+        out["dead_letters"] | "WriteDeadLetters" >> beam.ParDo(
+            _WriteJsonLines(str(dead_path) if dead_path else "stderr", None, "dead", counts.key))
+    took = time.monotonic() - started
+    summary = counts.summary()
+    print(f"read {summary['records']} records and {summary['dead']} dead letters "
+          f"{'' if dead_path is None else f'(to {dead_path}) '}in {took:.1f}s", file=sys.stderr)
+    return 0
+
+
+class _Counts:
+    """Counts shared with the in-process DirectRunner workers, by a key in a module table."""
+
+    _table: dict[str, dict[str, int]] = {}
+
+    def __init__(self):
+        self.key = f"read-{id(self)}"
+        self._table[self.key] = {"records": 0, "dead": 0}
+
+    def summary(self) -> dict[str, int]:
+        return self._table.pop(self.key)
+
+
+class _WriteJsonLines(beam.DoFn):
+    """Append each element as one JSON line (records with their value in JSON form)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, target: str, schema: str | None, kind: str, counts_key: str):
+        self.target, self.schema, self.kind, self.counts_key = target, schema, kind, counts_key
+
+    def setup(self):
+        from schemas import make_codec
+        from schemas.catalog import SCHEMA_NAMES
+
+        if self.target == "-":
+            self.stream = sys.stdout
+        elif self.target == "stderr":
+            self.stream = sys.stderr
+        else:
+            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            self.stream = open(self.target, "w")
+        if self.schema is not None:
+            schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
+            self.json = make_codec("json", schema)
+
+    def process(self, element):
+        if self.kind == "records":
+            line = ('{"provenance":' + json.dumps(element.provenance.to_json())
+                    + ',"event_time":"' + format_instant(element.event_ms) + '"'
+                    + ',"key":' + json.dumps(element.key.decode("utf-8", "replace") if element.key else None)
+                    + ',"value":' + self.json.encode(element.value).decode() + "}")
+        else:
+            line = json.dumps(element.to_json())
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            _Counts._table[self.counts_key][self.kind] += 1
+
+    def teardown(self):
+        if self.stream not in (sys.stdout, sys.stderr):
+            self.stream.close()
