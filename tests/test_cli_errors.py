@@ -40,9 +40,36 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, 
     (["produce", "payments", "--no-kafka"], ["--no-kafka needs --archive"]),
     (["local", "up", "--kafka-port", "70000"], ["argument --kafka-port", "1-65535"]),
     (["local", "sideways"], ["argument action", "invalid choice"]),
+    (["plan"], ["--source"]),
+    (["plan", "--source", "kafka://h:1/t", "--max-out-of-orderness", "lots"], ["argument --max-out-of-orderness"]),
+    (["plan", "--source", "kafka://h:1/t", "--on-missing-offsets", "latest"], ["argument --on-missing-offsets"]),
 ])
 def test_bad_flags_are_named(args, fragments):
     assert_one_line_error(kappa(*args), *fragments, code=2)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["plan", "--source", "mqtt://x/y"], ["unknown source scheme 'mqtt'"]),
+    (["plan", "--source", "kafka://no-port/t"], ["'no-port' is not HOST:PORT"]),
+    (["plan", "--source", "kafka://127.0.0.1:9092/t", "--from", "yesterday"], ["--from 'yesterday' is not a replay point"]),
+    (["plan", "--source", "kafka://127.0.0.1:9092/t", "--to", "+soon"], ["--to +soon"]),
+    (["plan", "--source", "kafka://127.0.0.1:9092/t", "--event-time", "ingest"], ["--event-time", "not an event-time source"]),
+    (["plan", "--source", "kafka://127.0.0.1:9092/t", "--schema", "nope"], ["--schema 'nope'"]),
+    (["read", "--source", "file:/no/such/file.jsonl"], ["no such file"]),
+    (["read"], ["read needs --manifest or --source"]),
+])
+def test_bad_replay_input_is_named_before_any_work(args, fragments):
+    assert_one_line_error(kappa(*args), *fragments, code=1)
+
+
+def test_missing_manifest_file_is_named(tmp_path):
+    assert_one_line_error(kappa("read", "--manifest", str(tmp_path / "m.json")), "cannot read manifest", code=1)
+
+
+def test_plan_against_an_unreachable_broker_names_it():
+    port = free_port()
+    result = kappa("plan", "--source", f"kafka://127.0.0.1:{port}/payment_msg", "--timeout", "2")
+    assert_one_line_error(result, f"cannot reach Kafka at 127.0.0.1:{port} within 2s", code=1)
 
 
 def test_unreachable_broker_is_named_after_a_bounded_wait():
