@@ -26,22 +26,23 @@ class RecordDecoder:
         self.uses_broker_type = event_time.uses_broker_time
 
     def parse(self, payload: bytes | None, broker_ms: int | None = None, broker_type: str | None = None,
-              decoded: dict | None = None) -> tuple[dict, int]:
+              decoded: dict | None = None, attributes: dict | None = None) -> tuple[dict, int]:
         """(value, event_ms), or one of FAILURES. ``decoded`` skips the codec (Avro files)."""
         if decoded is None:
             if payload is None:
                 raise DecodeError("the record has no value (a tombstone)")
             decoded = self._decode(payload)
-        return decoded, self._extract(decoded, broker_ms, broker_type if self.uses_broker_type else None)
+        return decoded, self._extract(decoded, broker_ms, broker_type if self.uses_broker_type else None, attributes)
 
     @staticmethod
     def dead_letter(err: Exception, payload: bytes | None, key: bytes | None, provenance: Provenance) -> DeadLetter:
         return DeadLetter(err.reason, str(err), provenance, payload, key)
 
     def __call__(self, payload: bytes | None, key: bytes | None, provenance: Provenance,
-                 broker_type: str | None = None, decoded: dict | None = None) -> SourceRecord | DeadLetter:
+                 broker_type: str | None = None, decoded: dict | None = None,
+                 attributes: dict | None = None) -> SourceRecord | DeadLetter:
         try:
-            value, event_ms = self.parse(payload, provenance.broker_ms, broker_type, decoded)
+            value, event_ms = self.parse(payload, provenance.broker_ms, broker_type, decoded, attributes)
         except FAILURES as err:
             return self.dead_letter(err, payload, key, provenance)
         return SourceRecord(value, event_ms, key, provenance)

@@ -17,7 +17,8 @@ from runners.home import default_registry_path
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest
 from replay.resolve import ON_MISSING
-from replay.sources import ArchiveSource, KafkaSource, parse_source
+from replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, prepare_replay
+from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
 from schemas.catalog import SCHEMA_NAMES
 from schemas.codec import FORMATS
 from schemas.jsonform import format_instant
@@ -63,11 +64,13 @@ def add_parsers(subparsers) -> None:
     read.add_argument("--out", default="-", help="records as JSON lines to this file (default: standard output)")
     read.add_argument("--dead-letter", type=Path, help="dead letters as JSON lines (default: beside --out, or stderr)")
     read.add_argument("--commit-group", help="live reads only: commit progress to this consumer group")
+    read.add_argument("--id-attribute", help="Pub/Sub: deduplicate by this attribute (default: the message id)")
     read.set_defaults(run=run_read)
 
 
 def _add_source_flags(p, required: bool = True) -> None:
-    p.add_argument("--source", required=required, help="kafka://HOST:PORT/TOPIC (or file:PATH for `read`)")
+    p.add_argument("--source", required=required,
+                   help="kafka://HOST:PORT/TOPIC (`read` also takes pubsub://PROJECT/SUBSCRIPTION and file:PATH)")
     p.add_argument("--from", dest="start", default="earliest",
                    help="earliest | latest | ISO-8601 instant | -PT6H | offsets:0=12,1=30 | group:<id> (default earliest)")
     p.add_argument("--to", dest="stop", default="now",
@@ -144,6 +147,10 @@ def run_read(args) -> int:
     if args.manifest is not None:
         manifest = Manifest.load(args.manifest)
         read, schema, label = ReadFromKafkaReplay(manifest, commit_group=args.commit_group), manifest.decoding.schema, manifest
+    elif isinstance(parse_source(args.source), PubSubSource):
+        _check_flags(args)
+        settings = _pubsub_settings(args, parse_source(args.source))
+        read, schema, label = ReadFromPubSubReplay(settings), args.schema, settings
     elif isinstance(parse_source(args.source), ArchiveSource):
         _check_flags(args)
         archive = parse_source(args.source)
@@ -154,6 +161,9 @@ def run_read(args) -> int:
     if args.commit_group and not (isinstance(label, Manifest) and label.live):
         raise ReplayError("--commit-group is for live reads (--to never): replays never commit offsets")
 
+    if isinstance(label, PubSubReadSettings):
+        mode = "following it live (Ctrl-C stops)" if label.live else f"until messages published at {format_instant(label.stop_publish_ms)}"
+        print(f"reading {label.subscription}: {mode}", file=sys.stderr, flush=True)
     if isinstance(label, Manifest):
         starts = ", ".join(f"{r.partition}:{r.start}" for r in label.ranges)
         mode = "following it live (Ctrl-C stops)" if label.live else f"{label.total} records"
@@ -171,6 +181,33 @@ def run_read(args) -> int:
     print(f"read {summary['records']} records and {summary['dead']} dead letters "
           f"{'' if dead_path is None else f'(to {dead_path}) '}in {took:.1f}s", file=sys.stderr)
     return 0
+
+
+def _pubsub_settings(args, source):
+    """Live on the subscription itself (--to never from latest), else a seeked replay subscription."""
+    import os
+
+    from replay.points import Latest, Never, Now, parse_from, parse_to
+
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    now_ms = int(time.time() * 1000)
+    start, stop = parse_from(args.start, now_ms), parse_to(args.stop, now_ms)
+    registry = str(args.registry or default_registry_path()) if args.format == "confluent" else None
+    decoding = DecodingSpec(args.format, args.schema, registry)
+    if isinstance(stop, Never):
+        stop_ms = None
+    elif isinstance(stop, Now):
+        stop_ms = now_ms
+    elif hasattr(stop, "ms"):
+        stop_ms = stop.ms
+    else:
+        raise ReplayError(f"--to {stop}: a Pub/Sub read stops at now, never or an instant")
+    subscription = source.path
+    if not isinstance(start, Latest) or stop_ms is not None:
+        subscription = prepare_replay(source.path, start, host)
+        print(f"replay subscription {subscription} seeked to --from {start}", file=sys.stderr)
+    return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute,
+                              args.max_out_of_orderness, host, stop_ms)
 
 
 class _Counts:

@@ -2,7 +2,9 @@
 timestamp (CreateTime or LogAppendTime), chosen per pipeline or by ``--event-time``.
 
 Spellings: ``field:timestamp`` (a dotted path such as ``field:meta.created``),
-``create_time``, ``log_append_time``. Extraction returns epoch milliseconds or
+``create_time``, ``log_append_time`` (Kafka), ``publish_time`` and
+``attribute:<name>`` (Pub/Sub; the attribute holds epoch milliseconds or an
+ISO-8601 instant, as Beam's ``timestamp_attribute``). Extraction returns epoch milliseconds or
 raises :class:`InvalidEventTime`, which sources route to dead letters as
 ``invalid_record``.
 """
@@ -30,27 +32,42 @@ class InvalidEventTime(ValueError):
 
 @dataclass(frozen=True)
 class EventTimeSpec:
-    source: str  #: "field", "create_time" or "log_append_time"
-    path: tuple[str, ...] = ()
+    source: str  #: "field", "attribute", "create_time", "log_append_time" or "publish_time"
+    path: tuple[str, ...] = ()  #: the field path, or (attribute name,)
 
     @classmethod
     def parse(cls, text: str) -> "EventTimeSpec":
         value = text.strip()
-        if value in ("create_time", "log_append_time"):
+        if value in ("create_time", "log_append_time", "publish_time"):
             return cls(value)
         if value.startswith("field:") and value[6:] and all(value[6:].split(".")):
             return cls("field", tuple(value[6:].split(".")))
-        raise ValueError(f"{text!r} is not an event-time source (write field:<name>, create_time or log_append_time)")
+        if value.startswith("attribute:") and value[10:]:
+            return cls("attribute", (value[10:],))
+        raise ValueError(f"{text!r} is not an event-time source (write field:<name>, create_time, "
+                         "log_append_time, publish_time or attribute:<name>)")
 
     def __str__(self) -> str:
-        return f"field:{'.'.join(self.path)}" if self.source == "field" else self.source
+        if self.source in ("field", "attribute"):
+            return f"{self.source}:{'.'.join(self.path)}"
+        return self.source
 
     @property
     def uses_broker_time(self) -> bool:
-        return self.source != "field"
+        return self.source not in ("field", "attribute")
 
-    def extract(self, value: dict, broker_ms: int | None, broker_type: str | None) -> int:
+    def extract(self, value: dict, broker_ms: int | None, broker_type: str | None,
+                attributes: dict | None = None) -> int:
         """The event time of one record, in epoch ms."""
+        if self.source == "attribute":
+            raw = (attributes or {}).get(self.path[0])
+            if raw is None:
+                raise InvalidEventTime(f"the event-time attribute {self.path[0]!r} is missing")
+            return _to_ms(int(raw) if raw.isdigit() else raw, self.path[0])
+        if self.source == "publish_time":
+            if broker_ms is None:
+                raise InvalidEventTime("the message has no publish time")
+            return broker_ms
         if self.source != "field":
             if broker_ms is None or broker_ms < 0:
                 raise InvalidEventTime("the record has no broker timestamp")

@@ -1,0 +1,279 @@
+"""Pub/Sub under the same interface as Kafka: live reads, and replays by seek.
+
+Beam Python's ``ReadFromPubSub`` is a native source that only Dataflow and the old
+Python direct runner implement (Beam issue #27443); portable runners such as Flink
+and Prism cannot run it (#20143). So kappa reads Pub/Sub with google-cloud-pubsub
+inside a splittable DoFn, the same on every runner: synchronous pulls in batches,
+each message decoded by the codec, timestamped with its event time
+(``publish_time``, ``attribute:<name>`` or a payload field), deduplicated by an id
+attribute (or the message id) against redeliveries, and routed to dead letters
+when it cannot be decoded.
+
+* **live**: pulls for ever; acks a batch when Beam finalizes its bundle (results
+  durable), so a crash redelivers instead of losing. The watermark is max event
+  time seen minus the bound; an empty pull means caught up, and the watermark then
+  follows the clock.
+* **replay**: :func:`prepare_replay` creates a dedicated replay subscription on the
+  source subscription's topic and seeks it to a time (the topic must retain
+  messages) or a snapshot; the live subscription is never touched. The read is
+  bounded: messages published at or after the stop time are left unacked, and the
+  read finishes after a few consecutive pulls bring nothing before the stop.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
+
+from replay.decoding import FAILURES, RecordDecoder
+from replay.errors import ReplayError
+from replay.kafka_source import DEAD_LETTER, METRICS_NAMESPACE, _PartitionWatermark
+from replay.manifest import DecodingSpec
+from replay.points import AtInstant, Earliest, FromPoint, Snapshot
+from schemas.records import Provenance, SourceRecord
+from transforms.event_time import EventTimeSpec
+
+__all__ = ["PubSubReadSettings", "ReadFromPubSubReplay", "prepare_replay", "pubsub_clients"]
+
+_GLOBAL_WINDOWS = (GlobalWindow(),)
+_SEEN_LIMIT = 200_000  # ids remembered for deduplication
+
+
+@dataclass(frozen=True)
+class PubSubReadSettings:
+    subscription: str  #: projects/<p>/subscriptions/<s>
+    decoding: DecodingSpec
+    event_time: str = "publish_time"
+    id_attribute: str | None = None  #: dedupe by this attribute; by message id when None
+    max_out_of_orderness_ms: int = 0
+    emulator_host: str | None = None  #: host:port of the emulator; None: $PUBSUB_EMULATOR_HOST or Google
+    stop_publish_ms: int | None = None  #: bounded replay: read what was published before this
+    batch_size: int = 1000
+    pull_timeout_s: float = 2.0
+    finish_after_idle_pulls: int = 3
+    checkpoint_every_s: float = 1.0
+
+    @property
+    def live(self) -> bool:
+        return self.stop_publish_ms is None
+
+
+def pubsub_clients(emulator_host: str | None):
+    """(publisher, subscriber): plain gRPC to an emulator, or the default Google clients."""
+    if emulator_host:
+        from runners.local.pubsub import emulator_clients
+
+        return emulator_clients(emulator_host)
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+
+
+def prepare_replay(subscription: str, start: FromPoint, emulator_host: str | None = None,
+                   name: str | None = None) -> str:
+    """Create a replay subscription on ``subscription``'s topic, seeked to ``start``.
+
+    ``start`` is an instant (needs topic message retention), ``snapshot:<name>`` or
+    ``earliest`` (the topic's retention start). Returns the replay subscription path.
+    """
+    from google.api_core import exceptions
+
+    _, subscriber = pubsub_clients(emulator_host)
+    try:
+        source = subscriber.get_subscription(request={"subscription": subscription}, timeout=15)
+    except exceptions.NotFound:
+        raise ReplayError(f"Pub/Sub subscription {subscription} does not exist") from None
+    except exceptions.GoogleAPICallError as err:
+        raise ReplayError(f"Pub/Sub did not answer for {subscription}: {err.message}") from None
+    project = subscription.split("/")[1]
+    replay = name or f"{subscription.rsplit('/', 1)[1]}-replay-{time.strftime('%Y%m%d%H%M%S')}"
+    replay_path = subscriber.subscription_path(project, replay)
+    subscriber.create_subscription(request={"name": replay_path, "topic": source.topic,
+                                            "ack_deadline_seconds": 60, "retain_acked_messages": True})
+    seek = {"subscription": replay_path}
+    if isinstance(start, Snapshot):
+        seek["snapshot"] = subscriber.snapshot_path(project, start.name)
+    elif isinstance(start, AtInstant):
+        seek["time"] = _proto_time(start.ms)
+    elif isinstance(start, Earliest):
+        seek["time"] = _proto_time(0)
+    else:
+        raise ReplayError(f"--from {start}: a Pub/Sub replay starts at an instant, snapshot:<name> or earliest")
+    try:
+        subscriber.seek(request=seek, timeout=30)
+    except exceptions.GoogleAPICallError as err:
+        subscriber.delete_subscription(request={"subscription": replay_path})
+        raise ReplayError(f"cannot seek the replay subscription to --from {start}: {err.message}") from None
+    return replay_path
+
+
+def _proto_time(ms: int):
+    from google.protobuf.timestamp_pb2 import Timestamp as ProtoTimestamp
+
+    stamp = ProtoTimestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
+    """Bounded (replay) pulls; the restriction counts pulls, one claimed per batch."""
+
+    def __init__(self, settings: PubSubReadSettings):
+        super().__init__()
+        self.settings = settings
+
+    def initial_restriction(self, element):
+        return OffsetRange(0, sys.maxsize)
+
+    def create_tracker(self, restriction):
+        return OffsetRestrictionTracker(restriction)
+
+    def restriction_size(self, element, restriction):
+        return 1
+
+    def split(self, element, restriction):
+        yield restriction
+
+    def initial_estimator_state(self, element, restriction):
+        return None
+
+    def create_watermark_estimator(self, estimator_state):
+        return _PartitionWatermark(self.settings.max_out_of_orderness_ms, estimator_state)
+
+    def setup(self):
+        _, self._subscriber = pubsub_clients(self.settings.emulator_host)
+        self._decoder = RecordDecoder(self.settings.decoding.make_codec(), EventTimeSpec.parse(self.settings.event_time))
+        self._seen: collections.OrderedDict = collections.OrderedDict()
+
+    def process(self, subscription: str,
+                tracker=beam.DoFn.RestrictionParam(),
+                watermark=beam.DoFn.WatermarkEstimatorParam()):
+        yield from self._pull(subscription, tracker, watermark, finalizer=None)
+
+    def _pull(self, subscription, tracker, watermark, finalizer):
+        from google.api_core import exceptions
+
+        settings = self.settings
+        position = tracker.current_restriction().start
+        idle = 0
+        started = time.monotonic()
+        while True:
+            if not tracker.try_claim(position):
+                return
+            position += 1
+            try:
+                response = self._subscriber.pull(
+                    request={"subscription": subscription, "max_messages": settings.batch_size},
+                    timeout=settings.pull_timeout_s, retry=None)
+                received = response.received_messages
+            except exceptions.DeadlineExceeded:
+                received = []
+            keep, beyond = [], []
+            for item in received:
+                publish_ms = _ms(item.message.publish_time)
+                (beyond if settings.stop_publish_ms is not None and publish_ms >= settings.stop_publish_ms
+                 else keep).append((item, publish_ms))
+            if beyond:  # not ours: hand them straight back
+                self._subscriber.modify_ack_deadline(request={
+                    "subscription": subscription, "ack_ids": [i.ack_id for i, _ in beyond], "ack_deadline_seconds": 0})
+            yield from self._emit(subscription, keep, watermark)
+            ack_ids = [item.ack_id for item, _ in keep]
+            if ack_ids:
+                if finalizer is not None:
+                    finalizer.register(_Ack(self, subscription, ack_ids))
+                else:
+                    self._ack(subscription, ack_ids)
+            idle = 0 if keep else idle + 1
+            if settings.live:
+                if not keep:
+                    watermark.caught_up(int(time.time() * 1000))
+                if time.monotonic() - started >= settings.checkpoint_every_s:
+                    tracker.defer_remainder(Duration(seconds=0 if keep else 0.5))
+                    return
+            elif idle >= settings.finish_after_idle_pulls:
+                tracker.try_claim(sys.maxsize)  # fails by design: the replay is done
+                return
+
+    def _emit(self, subscription, items, watermark):
+        newest = None
+        id_attribute = self.settings.id_attribute
+        for item, publish_ms in items:
+            message = item.message
+            attributes = dict(message.attributes)
+            record_id = attributes.get(id_attribute) if id_attribute else message.message_id
+            if record_id is not None:
+                if record_id in self._seen:
+                    Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc()
+                    continue
+                self._seen[record_id] = None
+                if len(self._seen) > _SEEN_LIMIT:
+                    self._seen.popitem(last=False)
+            provenance = Provenance("pubsub", subscription, None, message.message_id, publish_ms)
+            try:
+                value, event_ms = self._decoder.parse(message.data, publish_ms, None, None, attributes)
+            except FAILURES as err:
+                dead = self._decoder.dead_letter(err, message.data, None, provenance)
+                Metrics.counter(METRICS_NAMESPACE, f"dead_letters_{dead.reason}").inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, beam.window.TimestampedValue(
+                    dead, Timestamp(micros=publish_ms * 1000)))
+                continue
+            newest = event_ms if newest is None else max(newest, event_ms)
+            yield WindowedValue(SourceRecord(value, event_ms, None, provenance),
+                                Timestamp(micros=event_ms * 1000), _GLOBAL_WINDOWS)
+        if newest is not None:
+            watermark.observe_event_ms(newest)
+
+    def _ack(self, subscription, ack_ids):
+        for start in range(0, len(ack_ids), 1000):  # the API takes at most a few thousand per call
+            self._subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids[start:start + 1000]})
+
+
+class _PullLiveFn(_PullFn):
+    @beam.DoFn.unbounded_per_element()
+    def process(self, subscription: str,
+                finalizer=beam.DoFn.BundleFinalizerParam,  # before the SDF params: Beam passes it by position
+                tracker=beam.DoFn.RestrictionParam(),
+                watermark=beam.DoFn.WatermarkEstimatorParam()):
+        yield from self._pull(subscription, tracker, watermark, finalizer)
+
+
+class _Ack:
+    def __init__(self, fn: _PullFn, subscription: str, ack_ids: list[str]):
+        self.fn, self.subscription, self.ack_ids = fn, subscription, ack_ids
+
+    def __call__(self):
+        self.fn._ack(self.subscription, self.ack_ids)
+
+
+def _ms(publish_time) -> int:
+    """Epoch ms of a message's publish time (a datetime with nanoseconds)."""
+    from datetime import datetime, timedelta, timezone
+
+    return (publish_time - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+
+
+class ReadFromPubSubReplay(beam.PTransform):
+    """A Pub/Sub subscription as ``{"records": ..., "dead_letters": ...}``."""
+
+    def __init__(self, settings: PubSubReadSettings):
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, pbegin):
+        fn = _PullLiveFn(self.settings) if self.settings.live else _PullFn(self.settings)
+        outputs = (
+            pbegin
+            | "Subscription" >> beam.Create([self.settings.subscription])
+            | "Pull" >> beam.ParDo(fn).with_outputs(DEAD_LETTER, main="records")
+        )
+        return {"records": outputs.records, "dead_letters": outputs[DEAD_LETTER]}
