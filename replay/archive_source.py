@@ -11,17 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.utils.timestamp import Timestamp
 
-from replay.decoding import RecordDecoder
+from replay.decoding import DEAD_LETTER, RecordDecoder, at_event_time, expand_read
 from replay.errors import ReplayError
 from schemas import make_codec
 from schemas.records import Provenance, SourceRecord
 from transforms.event_time import EventTimeSpec
 
 __all__ = ["ReadArchive", "read_archive_records"]
-
-DEAD_LETTER = "dead_letter"
 
 
 def read_archive_records(path: Path, schema: str, event_time: str):
@@ -55,7 +52,7 @@ class _ReadArchiveFn(beam.DoFn):
     def process(self, path: str):
         for out in read_archive_records(Path(path), self.schema, self.event_time):
             if type(out) is SourceRecord:
-                yield beam.window.TimestampedValue(out, Timestamp(micros=out.event_ms * 1000))
+                yield at_event_time(out)
             else:
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, out)
 
@@ -69,9 +66,4 @@ class ReadArchive(beam.PTransform):
         self.schema, self.event_time = schema, event_time
 
     def expand(self, pbegin):
-        outputs = (
-            pbegin
-            | "Files" >> beam.Create(self.paths)
-            | "ReadFiles" >> beam.ParDo(_ReadArchiveFn(self.schema, self.event_time)).with_outputs(DEAD_LETTER, main="records")
-        )
-        return {"records": outputs.records, "dead_letters": outputs[DEAD_LETTER]}
+        return expand_read(pbegin, "Files", self.paths, _ReadArchiveFn(self.schema, self.event_time))

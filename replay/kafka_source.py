@@ -30,28 +30,23 @@ import time
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.iobase import RestrictionTracker, WatermarkEstimator
+from apache_beam.io.iobase import RestrictionTracker
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
-from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
-from apache_beam.utils.windowed_value import WindowedValue
 
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest, PartitionRange
-from replay.decoding import FAILURES, RecordDecoder
+from replay.decoding import DEAD_LETTER, FAILURES, RecordDecoder, SourceWatermark, at_event_time, expand_read
 from schemas.records import Provenance, SourceRecord
 from transforms.event_time import BROKER_TIMESTAMP_TYPES, EventTimeSpec
-from transforms.watermark import OutOfOrdernessWatermark
 
 __all__ = ["DEAD_LETTER", "METRICS_NAMESPACE", "ReadFromKafkaReplay", "ReadSettings"]
 
-DEAD_LETTER = "dead_letter"
 METRICS_NAMESPACE = "kappa"
 _READ = Metrics.counter(METRICS_NAMESPACE, "records_read")  # offsets read, good or bad
 _LIVE_STOP = sys.maxsize  # the open end of a live restriction
-_GLOBAL_WINDOWS = (GlobalWindow(),)
 
 
 @dataclass(frozen=True)
@@ -78,30 +73,6 @@ class ReadSettings:
             isolation_level=manifest.isolation_level,
             **overrides,
         )
-
-
-class _PartitionWatermark(WatermarkEstimator):
-    """Beam's view of :class:`OutOfOrdernessWatermark`; the DoFn feeds it event times
-    (not output timestamps: a dead letter must not move the watermark)."""
-
-    def __init__(self, bound_ms: int, state):
-        self._wm = OutOfOrdernessWatermark(bound_ms, state)
-
-    def observe_timestamp(self, timestamp) -> None:
-        pass
-
-    def observe_event_ms(self, event_ms: int) -> None:
-        self._wm.observe(event_ms)
-
-    def caught_up(self, now_ms: int) -> None:
-        self._wm.caught_up(now_ms)
-
-    def current_watermark(self):
-        ms = self._wm.current_ms()
-        return None if ms is None else Timestamp(micros=ms * 1000)
-
-    def get_estimator_state(self):
-        return self._wm.state()
 
 
 class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
@@ -133,8 +104,8 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
     def initial_estimator_state(self, element, restriction):
         return None
 
-    def create_watermark_estimator(self, estimator_state) -> _PartitionWatermark:
-        return _PartitionWatermark(self.settings.max_out_of_orderness_ms, estimator_state)
+    def create_watermark_estimator(self, estimator_state) -> SourceWatermark:
+        return SourceWatermark(self.settings.max_out_of_orderness_ms, estimator_state)
 
     # -- lifecycle --------------------------------------------------------------------
     def setup(self):
@@ -245,10 +216,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                 continue
             if newest is None or event_ms > newest:
                 newest = event_ms
-            # A WindowedValue in the global window, not a TimestampedValue: Beam then
-            # skips re-assigning windows for every record.
-            yield WindowedValue(SourceRecord(value, event_ms, msg.key(), provenance),
-                                Timestamp(micros=event_ms * 1000), _GLOBAL_WINDOWS)
+            yield at_event_time(SourceRecord(value, event_ms, msg.key(), provenance))
         if newest is not None:
             watermark.observe_event_ms(newest)
 
@@ -295,9 +263,4 @@ class ReadFromKafkaReplay(beam.PTransform):
 
     def expand(self, pbegin):
         fn = _ReadPartitionLiveFn(self.settings) if self.manifest.live else _ReadPartitionFn(self.settings)
-        outputs = (
-            pbegin
-            | "Partitions" >> beam.Create(list(self.manifest.ranges))
-            | "ReadPartitions" >> beam.ParDo(fn).with_outputs(DEAD_LETTER, main="records")
-        )
-        return {"records": outputs.records, "dead_letters": outputs[DEAD_LETTER]}
+        return expand_read(pbegin, "Partitions", list(self.manifest.ranges), fn)

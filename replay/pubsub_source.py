@@ -31,13 +31,11 @@ import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
-from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
-from apache_beam.utils.windowed_value import WindowedValue
 
-from replay.decoding import FAILURES, RecordDecoder
+from replay.decoding import DEAD_LETTER, FAILURES, RecordDecoder, SourceWatermark, at_event_time, expand_read
 from replay.errors import ReplayError
-from replay.kafka_source import DEAD_LETTER, METRICS_NAMESPACE, _PartitionWatermark
+from replay.kafka_source import METRICS_NAMESPACE
 from replay.manifest import DecodingSpec
 from replay.points import AtInstant, Earliest, FromPoint, Snapshot
 from schemas.records import Provenance, SourceRecord
@@ -45,7 +43,6 @@ from transforms.event_time import EventTimeSpec
 
 __all__ = ["PubSubReadSettings", "ReadFromPubSubReplay", "prepare_replay", "pubsub_clients"]
 
-_GLOBAL_WINDOWS = (GlobalWindow(),)
 _SEEN_LIMIT = 200_000  # ids remembered for deduplication
 
 
@@ -148,7 +145,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         return None
 
     def create_watermark_estimator(self, estimator_state):
-        return _PartitionWatermark(self.settings.max_out_of_orderness_ms, estimator_state)
+        return SourceWatermark(self.settings.max_out_of_orderness_ms, estimator_state)
 
     def setup(self):
         _, self._subscriber = pubsub_clients(self.settings.emulator_host)
@@ -228,8 +225,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                     dead, Timestamp(micros=publish_ms * 1000)))
                 continue
             newest = event_ms if newest is None else max(newest, event_ms)
-            yield WindowedValue(SourceRecord(value, event_ms, None, provenance),
-                                Timestamp(micros=event_ms * 1000), _GLOBAL_WINDOWS)
+            yield at_event_time(SourceRecord(value, event_ms, None, provenance))
         if newest is not None:
             watermark.observe_event_ms(newest)
 
@@ -271,9 +267,4 @@ class ReadFromPubSubReplay(beam.PTransform):
 
     def expand(self, pbegin):
         fn = _PullLiveFn(self.settings) if self.settings.live else _PullFn(self.settings)
-        outputs = (
-            pbegin
-            | "Subscription" >> beam.Create([self.settings.subscription])
-            | "Pull" >> beam.ParDo(fn).with_outputs(DEAD_LETTER, main="records")
-        )
-        return {"records": outputs.records, "dead_letters": outputs[DEAD_LETTER]}
+        return expand_read(pbegin, "Subscription", [self.settings.subscription], fn)

@@ -64,6 +64,8 @@ class ServerProcess:
 
     def pid(self) -> int | None:
         """The pid of our running server, or None."""
+        if self._child is not None and self._child.poll() is None:
+            return self._child.pid
         try:
             pid = int(self.pid_file.read_text())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -90,7 +92,7 @@ class ServerProcess:
         """Poll ``probe`` until it answers True; fail fast if the process died."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.pid() is None:
+            if not self._alive():
                 raise KappaError(f"{what} exited while starting: {self.last_error()} (log: {self.log_file})")
             if probe():
                 return
@@ -128,6 +130,13 @@ class ServerProcess:
             if "ERROR" in line or "Exception" in line or "error:" in line.lower():
                 return line[:300]
         return lines[-1][:300] if lines else "no output"
+
+    def _alive(self) -> bool:
+        # Our own child is asked directly (also in pid()): its /proc cmdline can read
+        # empty while a launcher script execs java, which would look like an exit.
+        if self._child is not None:
+            return self._child.poll() is None
+        return self.pid() is not None
 
     def _reap(self) -> None:
         if self._child is not None and self._child.poll() is not None:
