@@ -72,7 +72,8 @@ def _add_source_flags(p, required: bool = True) -> None:
     p.add_argument("--source", required=required,
                    help="kafka://HOST:PORT/TOPIC (`read` also takes pubsub://PROJECT/SUBSCRIPTION and file:PATH)")
     p.add_argument("--from", dest="start", default="earliest",
-                   help="earliest | latest | ISO-8601 instant | -PT6H | offsets:0=12,1=30 | group:<id> (default earliest)")
+                   help="earliest | latest | ISO-8601 instant | -PT6H | offsets:0=12,1=30 | group:<id> "
+                        "| snapshot:<name> (Pub/Sub) (default earliest)")
     p.add_argument("--to", dest="stop", default="now",
                    help="now | never | ISO-8601 instant | +PT1H | offsets:0=99,1=120 (default now)")
     p.add_argument("--format", choices=FORMATS, default="confluent", help="value encoding (default confluent)")
@@ -80,7 +81,8 @@ def _add_source_flags(p, required: bool = True) -> None:
                    help=f"reader schema: one of {', '.join(SCHEMA_NAMES)} or an .avsc file (default payment)")
     p.add_argument("--registry", type=Path, help=f"schema registry file (default {default_registry_path()})")
     p.add_argument("--event-time", default="field:timestamp",
-                   help="field:<name> | create_time | log_append_time (default field:timestamp)")
+                   help="field:<name> | create_time | log_append_time (Kafka) | publish_time | attribute:<name> "
+                        "(Pub/Sub) (default field:timestamp)")
     p.add_argument("--max-out-of-orderness", type=cliargs.duration_ms, default=0, metavar="DURATION",
                    help="watermark bound: max event time seen minus this (default 0s)")
     p.add_argument("--on-missing-offsets", choices=ON_MISSING, default="error",
