@@ -1,0 +1,235 @@
+"""The event-time engine against the reference model, over generated event sets,
+arrival orders and watermark schedules."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.reference_model import ReferenceModel
+from transforms.engine import EARLY, LATE, ON_TIME, KeyEngine
+from transforms.triggers import TriggerPolicy
+from transforms.windows import FixedWindows, SessionWindows, SlidingWindows
+
+END = 10**9  # a final watermark past every window
+
+
+class Sum:
+    def create(self):
+        return 0
+
+    def add(self, acc, value):
+        return acc + value
+
+    def merge(self, accs):
+        return sum(accs)
+
+    def extract(self, acc):
+        return acc
+
+
+windowings = st.one_of(
+    st.builds(lambda size: ("fixed", FixedWindows(size), dict(size=size)), st.integers(1, 50)),
+    st.builds(lambda period, k: ("sliding", SlidingWindows(period * k, period), dict(size=period * k, period=period)),
+              st.integers(1, 20), st.integers(1, 4)),
+    st.builds(lambda gap: ("session", SessionWindows(gap), dict(gap=gap)), st.integers(1, 30)),
+)
+triggers = st.one_of(
+    st.builds(lambda e, l: TriggerPolicy("watermark", early_every_ms=e, late_every=l),
+              st.none() | st.integers(1, 20), st.integers(1, 3)),
+    st.builds(lambda n: TriggerPolicy("count", count=n), st.integers(1, 4)),
+    st.builds(lambda d: TriggerPolicy("processing_time", delay_ms=d), st.integers(1, 20)),
+)
+events = st.lists(st.tuples(st.sampled_from("abc"), st.integers(-100, 200), st.integers(1, 9)), max_size=40)
+
+
+@st.composite
+def schedules(draw, allow_late=True):
+    """Arrival steps: the events in some order, watermark advances and clock ticks between."""
+    evs = draw(st.permutations(draw(events)))
+    steps, watermark, now = [], -200, 0
+    for key, t, value in evs:
+        if draw(st.booleans()):
+            watermark += draw(st.integers(0, 60))
+            if not allow_late:
+                watermark = min(watermark, -200)
+            steps.append(("watermark", watermark))
+        now += draw(st.integers(0, 10))
+        steps.append(("tick", now))
+        steps.append(("element", key, t, value))
+    return steps
+
+
+def run_engine(steps, spec, trigger, lateness, accumulating, final=END):
+    engines: dict[str, KeyEngine] = {}
+    panes, too_late, now = [], [], 0
+
+    def engine(key):
+        if key not in engines:
+            engines[key] = KeyEngine(key, spec, trigger, Sum(), lateness, accumulating)
+            if watermark is not None:
+                engines[key].advance_watermark(watermark)
+        return engines[key]
+
+    watermark = None
+    for step in steps:
+        if step[0] == "watermark":
+            watermark = step[1]
+            for e in engines.values():
+                panes += e.advance_watermark(step[1])
+        elif step[0] == "tick":
+            now = step[1]
+            for e in engines.values():
+                panes += e.advance_processing_time(now)
+        else:
+            _, key, t, value = step
+            fired, late = engine(key).add((key, t, value), value, t, now)
+            panes += fired
+            too_late += late
+    if final is not None:
+        for e in engines.values():
+            panes += e.advance_watermark(final)
+    return panes, too_late
+
+
+def final_values(panes, accumulating, kind="fixed"):
+    """What a consumer takes as final.
+
+    Accumulating: (key, window) -> the value of the window's last pane. Discarding:
+    the sum of the window's panes; for sessions, whose early panes belong to windows
+    later merged away, the per-key sum of all panes (each element counted once)."""
+    if not accumulating and kind == "session":
+        totals = defaultdict(int)
+        for p in panes:
+            totals[p.key] += p.value
+        return dict(totals)
+    by_window = defaultdict(list)
+    for p in panes:
+        by_window[(p.key, p.window)].append(p)
+    out = {}
+    for kw, ps in by_window.items():
+        if not any(p.is_last for p in ps):
+            continue  # a session merged into a larger one before it closed
+        out[kw] = max(ps, key=lambda p: p.pane_index).value if accumulating else sum(p.value for p in ps)
+    return out
+
+
+def model_final(model, accumulating, kind):
+    values = model.final_values()
+    if not accumulating and kind == "session":
+        totals = defaultdict(int)
+        for (key, _), v in values.items():
+            totals[key] += v
+        return dict(totals)
+    return values
+
+
+def model_for(kind, params, lateness):
+    return ReferenceModel(kind, lateness=lateness, **params)
+
+
+@settings(max_examples=400, deadline=None)
+@given(windowings, triggers, st.integers(0, 40), st.booleans(), schedules())
+def test_final_pane_values_equal_the_reference_model(windowing, trigger, lateness, accumulating, steps):
+    """For fixed, sliding and session windows and any trigger: every window's final
+    value equals the reference model's, and elements the model finds too late are
+    exactly the engine's too-late (element, window) pairs."""
+    kind, spec, params = windowing
+    panes, too_late = run_engine(steps, spec, trigger, lateness, accumulating)
+    model = model_for(kind, params, lateness).run([s for s in steps if s[0] != "tick"])
+    assert final_values(panes, accumulating, kind) == model_final(model, accumulating, kind)
+    assert sorted((t.key, t.event_ms, t.element[2], t.window) for t in too_late) == sorted(model.too_late)
+
+
+@settings(max_examples=400, deadline=None)
+@given(windowings, triggers, st.integers(0, 40), st.booleans(), schedules())
+def test_every_window_has_consecutive_panes_and_exactly_one_last_pane(windowing, trigger, lateness, accumulating, steps):
+    """Pane indices run 0..n-1 per window; only the highest is_last; timings go
+    EARLY* then at most one ON_TIME then LATE*. (A session merged away before it
+    closed has no last pane; the merged session continues its pane indices.)"""
+    kind, spec, _ = windowing
+    panes, _ = run_engine(steps, spec, trigger, lateness, accumulating)
+    by_window = defaultdict(list)
+    for p in panes:
+        by_window[(p.key, p.window)].append(p)
+    order = {EARLY: 0, ON_TIME: 1, LATE: 2}
+    for ps in by_window.values():
+        if kind == "session":
+            indices = [p.pane_index for p in ps]
+            assert indices == sorted(set(indices))
+            assert [p.is_last for p in ps][:-1] == [False] * (len(ps) - 1)
+        else:
+            assert [p.pane_index for p in ps] == list(range(len(ps)))
+            assert [p.is_last for p in ps] == [False] * (len(ps) - 1) + [True]
+        timings = [order[p.timing] for p in ps]
+        assert timings == sorted(timings) and timings.count(1) <= 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(windowings, triggers, st.integers(0, 40), st.booleans(), schedules(allow_late=False), st.randoms())
+def test_without_late_data_final_values_do_not_depend_on_arrival_order(windowing, trigger, lateness, accumulating,
+                                                                        steps, rnd):
+    """When no element is later than the allowed lateness, final values are the same
+    for any arrival order and any processing-time schedule."""
+    kind, spec, _ = windowing
+    elements = [s for s in steps if s[0] == "element"]
+    shuffled = list(elements)
+    rnd.shuffle(shuffled)
+    first, late1 = run_engine(steps, spec, trigger, lateness, accumulating)
+    second, late2 = run_engine(shuffled, spec, trigger, lateness, accumulating)
+    assert late1 == [] and late2 == []
+    assert final_values(first, accumulating, kind) == final_values(second, accumulating, kind)
+
+
+@settings(max_examples=400, deadline=None)
+@given(windowings, triggers, st.integers(0, 40), st.booleans(), schedules())
+def test_bounded_replay_equals_streaming_for_windows_without_too_late_data(windowing, trigger, lateness, accumulating,
+                                                                           steps):
+    """A bounded replay (all elements, then the final watermark) gives, for every window
+    with no too-late element in the streaming run, the streaming run's final value."""
+    kind, spec, _ = windowing
+    streaming, too_late = run_engine(steps, spec, trigger, lateness, accumulating)
+    replay, replay_late = run_engine([s for s in steps if s[0] == "element"], spec, trigger, lateness, accumulating)
+    assert replay_late == []
+    tainted = {(t.key, t.window) for t in too_late}
+    if kind == "session":
+        # A too-late element could have bridged two sessions; only keys without any
+        # too-late element are comparable window by window.
+        tainted_keys = {t.key for t in too_late}
+        live_final = {kw: v for kw, v in final_values(streaming, True, kind).items() if kw[0] not in tainted_keys}
+        replay_final = final_values(replay, True, kind)
+        if accumulating:
+            assert all(replay_final.get(kw) == v for kw, v in live_final.items())
+        return
+    live_final = final_values(streaming, accumulating)
+    replay_final = final_values(replay, accumulating)
+    for kw, value in live_final.items():
+        if kw not in tainted:
+            assert replay_final.get(kw) == value
+    # Each replay window is a single ON_TIME, last pane.
+    assert all(p.timing == ON_TIME and p.is_last for p in replay if p.pane_index == 0 and p.is_last)
+
+
+@settings(max_examples=400, deadline=None)
+@given(windowings, st.integers(0, 40), schedules())
+def test_late_panes_accumulate_every_element_accepted_so_far(windowing, lateness, steps):
+    """In accumulating mode each pane's value is the sum of everything accepted into
+    its window up to that pane, so LATE panes carry on-time and late data alike."""
+    _, spec, _ = windowing
+    panes, _ = run_engine(steps, spec, TriggerPolicy("watermark"), lateness, True)
+    by_window = defaultdict(list)
+    for p in panes:
+        by_window[(p.key, p.window)].append(p.value)
+    for values in by_window.values():
+        assert values == sorted(values)  # values are positive: panes only grow
+
+
+def test_an_element_overlapping_a_closed_session_is_too_late_so_replay_and_live_agree():
+    """Session [0, 6) closes at W = 6; an element at t = 5 (proto [5, 11), itself still
+    open at W = 10) would have joined it: it is too late for [0, 6), not a new session."""
+    steps = [("element", "a", 0, 1), ("watermark", 10), ("element", "a", 5, 1)]
+    live, too_late = run_engine(steps, SessionWindows(6), TriggerPolicy(), 0, True)
+    assert final_values(live, True, "session") == {("a", (0, 6)): 1}
+    assert [(t.event_ms, t.window, t.lateness_ms) for t in too_late] == [(5, (0, 6), 5)]

@@ -1,0 +1,224 @@
+"""The event-time engine for one key: windows, panes, lateness. Pure, clock injected.
+
+Beam has no output for data that arrives too late (its GroupByKey drops it), so
+kappa runs windowing itself, in one place that decides both where an element goes
+and whether it is too late; the Beam layer only feeds it elements, watermark
+advances and processing-time ticks (from its timers) and emits what it returns.
+Every (element, window) pair ends up in exactly one place: that window's panes,
+or the too-late list.
+
+Rules (times in ms, windows half-open ``[start, end)``, W the watermark, L the
+allowed lateness):
+
+* A window is *closed* once ``W >= end + L``. An element whose window is closed is
+  too late for that window (for sessions: its own proto-session ``[t, t + gap)``),
+  reported with ``lateness_ms = W - t``. Otherwise it joins the window's pane.
+* Pane timing: EARLY if fired while ``W < end``; ON_TIME for the first pane fired at
+  or after ``W >= end``; LATE after that.
+* ``watermark`` trigger: ON_TIME when W reaches end; EARLY every ``early_every_ms`` of
+  processing time while new data arrives before that; LATE for every ``late_every``
+  late elements. ``count``: a pane per N new elements. ``processing_time``: a pane
+  ``delay_ms`` after a pane's first element.
+* When a window closes it fires its last pane (``is_last``), even with no new data, so
+  each window ends with exactly one final pane. If W passes end and end + L at once
+  (a bounded replay's final watermark), that is a single ON_TIME pane.
+* Accumulating panes carry everything so far; discarding panes only what is new.
+* Sessions merge when they overlap; a merged session keeps the highest pane index.
+  An element whose proto-session overlaps a session that has already closed is too
+  late for that session (it would have joined it, had it come in time): otherwise a
+  live run would split what a replay merges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from transforms.triggers import TriggerPolicy
+from transforms.windows import SessionWindows, WindowSpec, merge_sessions
+
+__all__ = ["Aggregation", "KeyEngine", "Pane", "TooLate", "EARLY", "ON_TIME", "LATE"]
+
+EARLY, ON_TIME, LATE = "EARLY", "ON_TIME", "LATE"
+
+
+class Aggregation(Protocol):
+    """A pure CombineFn: accumulators must be copyable values (they are stored)."""
+
+    def create(self) -> Any: ...
+
+    def add(self, acc, value) -> Any: ...
+
+    def merge(self, accs: list) -> Any: ...
+
+    def extract(self, acc) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Pane:
+    key: Any
+    window: tuple[int, int]
+    timing: str
+    pane_index: int
+    is_last: bool
+    value: Any
+
+
+@dataclass(frozen=True)
+class TooLate:
+    key: Any
+    element: Any
+    event_ms: int
+    window: tuple[int, int]
+    watermark_ms: int
+    lateness_ms: int  #: how far behind the watermark the element was: W - t
+
+
+@dataclass
+class _Window:
+    acc: Any
+    pane_index: int = 0  #: index of the next pane
+    on_time_fired: bool = False
+    pending: int = 0  #: elements since the last pane
+    due_ms: int | None = None  #: processing time of the next EARLY / processing-time pane
+
+
+@dataclass
+class KeyEngine:
+    key: Any
+    window_spec: WindowSpec
+    trigger: TriggerPolicy
+    aggregation: Aggregation
+    allowed_lateness_ms: int = 0
+    accumulating: bool = True
+    watermark_ms: int | None = None  #: None: nothing is known yet (minus infinity)
+    windows: dict[tuple[int, int], _Window] = field(default_factory=dict)
+    #: Sessions closed recently: kept until no element could overlap one without being
+    #: too late by its own proto-session anyway (W >= end + gap + L).
+    closed_sessions: list[tuple[int, int]] = field(default_factory=list)
+
+    # -- inputs -----------------------------------------------------------------
+    def add(self, element: Any, value: Any, event_ms: int, now_ms: int) -> tuple[list[Pane], list[TooLate]]:
+        """One element; ``value`` is what the aggregation adds. Returns panes fired now
+        and the windows it came too late for."""
+        too_late: list[TooLate] = []
+        if isinstance(self.window_spec, SessionWindows):
+            proto = (event_ms, event_ms + self.window_spec.gap_ms)
+            if self._closed(proto):
+                return [], [self._too_late(element, event_ms, proto)]
+            for closed in self.closed_sessions:
+                if closed[0] < proto[1] and proto[0] < closed[1]:
+                    return [], [self._too_late(element, event_ms, closed)]
+            targets = [self._merge_into_session(proto)]
+        else:
+            targets = []
+            for window in self.window_spec.assign(event_ms):
+                if self._closed(window):
+                    too_late.append(self._too_late(element, event_ms, window))
+                else:
+                    targets.append(window)
+        panes = []
+        for window in targets:
+            state = self.windows.setdefault(window, _Window(self.aggregation.create()))
+            state.acc = self.aggregation.add(state.acc, value)
+            state.pending += 1
+            panes.extend(self._after_element(window, state, now_ms))
+        return panes, too_late
+
+    def advance_watermark(self, watermark_ms: int) -> list[Pane]:
+        """The watermark reached ``watermark_ms`` (it never goes back)."""
+        if self.watermark_ms is not None and watermark_ms <= self.watermark_ms:
+            return []
+        self.watermark_ms = watermark_ms
+        if self.closed_sessions:
+            horizon = self.window_spec.gap_ms + self.allowed_lateness_ms
+            self.closed_sessions = [w for w in self.closed_sessions if watermark_ms < w[1] + horizon]
+        panes = []
+        for window in sorted(self.windows, key=lambda w: (w[1], w[0])):
+            state = self.windows[window]
+            if self._closed(window):
+                panes.append(self._fire(window, state, is_last=True))
+                del self.windows[window]
+                if isinstance(self.window_spec, SessionWindows):
+                    self.closed_sessions.append(window)
+            elif watermark_ms >= window[1] and not state.on_time_fired and self.trigger.kind == "watermark":
+                panes.append(self._fire(window, state, is_last=False))
+        return panes
+
+    def advance_processing_time(self, now_ms: int) -> list[Pane]:
+        panes = []
+        for window in sorted(self.windows, key=lambda w: (w[1], w[0])):
+            state = self.windows[window]
+            if state.due_ms is not None and state.due_ms <= now_ms:
+                state.due_ms = None
+                if state.pending:
+                    panes.append(self._fire(window, state, is_last=False))
+        return panes
+
+    # -- what the Beam layer schedules ---------------------------------------------
+    def next_watermark_deadline(self) -> int | None:
+        """The smallest watermark at which something fires (an end, or a close)."""
+        deadlines = []
+        for (start, end), state in self.windows.items():
+            if self.trigger.kind == "watermark" and not state.on_time_fired:
+                deadlines.append(end)
+            deadlines.append(end + self.allowed_lateness_ms)
+        return min(deadlines, default=None)
+
+    def next_processing_deadline(self) -> int | None:
+        return min((s.due_ms for s in self.windows.values() if s.due_ms is not None), default=None)
+
+    # -- internals ----------------------------------------------------------------
+    def _closed(self, window: tuple[int, int]) -> bool:
+        return self.watermark_ms is not None and self.watermark_ms >= window[1] + self.allowed_lateness_ms
+
+    def _too_late(self, element, event_ms: int, window: tuple[int, int]) -> TooLate:
+        return TooLate(self.key, element, event_ms, window, self.watermark_ms, self.watermark_ms - event_ms)
+
+    def _after_element(self, window, state: _Window, now_ms: int) -> list[Pane]:
+        trigger = self.trigger
+        on_time_passed = self.watermark_ms is not None and self.watermark_ms >= window[1]
+        if trigger.kind == "count":
+            return [self._fire(window, state, is_last=False)] if state.pending >= trigger.count else []
+        if trigger.kind == "processing_time":
+            if state.due_ms is None:
+                state.due_ms = now_ms + trigger.delay_ms
+            return []
+        if on_time_passed:  # watermark trigger, within the allowed lateness
+            return [self._fire(window, state, is_last=False)] if state.pending >= trigger.late_every else []
+        if trigger.early_every_ms is not None and state.due_ms is None:
+            state.due_ms = now_ms + trigger.early_every_ms
+        return []
+
+    def _fire(self, window, state: _Window, is_last: bool) -> Pane:
+        if self.watermark_ms is None or self.watermark_ms < window[1]:
+            timing = EARLY
+        elif not state.on_time_fired:
+            timing = ON_TIME
+            state.on_time_fired = True
+        else:
+            timing = LATE
+        pane = Pane(self.key, window, timing, state.pane_index, is_last, self.aggregation.extract(state.acc))
+        state.pane_index += 1
+        state.pending = 0
+        state.due_ms = None
+        if not self.accumulating:
+            state.acc = self.aggregation.create()
+        return pane
+
+    def _merge_into_session(self, proto: tuple[int, int]) -> tuple[int, int]:
+        overlapping = [w for w in self.windows if w[0] < proto[1] and proto[0] < w[1]]
+        if not overlapping:
+            return proto
+        [(members, merged)] = merge_sessions(overlapping + [proto])
+        states = [self.windows.pop(w) for w in overlapping]
+        self.windows[merged] = _Window(
+            acc=self.aggregation.merge([s.acc for s in states]),
+            pane_index=max(s.pane_index for s in states),
+            # ON_TIME is owed again if the merged session ends after the watermark.
+            on_time_fired=all(s.on_time_fired for s in states) and self.watermark_ms is not None
+            and self.watermark_ms >= merged[1],
+            pending=sum(s.pending for s in states),
+            due_ms=min((s.due_ms for s in states if s.due_ms is not None), default=None),
+        )
+        return merged
