@@ -1,0 +1,96 @@
+"""What every pipeline shares: key the records, window and aggregate them with the
+event-time engine, turn panes into result records (shared/DESIGN.md), and gather
+dead letters (``invalid_record`` for records without a usable key, ``too_late``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import apache_beam as beam
+
+from schemas.records import DeadLetter, SourceRecord
+from transforms.config import WindowingConfig, windowing_config
+from transforms.engine import Aggregation, Pane
+from transforms.windowing import WindowPerKey
+
+__all__ = ["InvalidRecord", "WindowedPipeline", "result_id", "result_record"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_INVALID = "invalid"
+
+
+class InvalidRecord(ValueError):
+    """A decoded record a pipeline cannot use (no key, a missing field); a dead letter."""
+
+    reason = "invalid_record"
+
+
+def result_id(pipeline: str, key: str, window: tuple[int, int], pane_index: int) -> str:
+    """Deterministic id of one pane: the same run twice gives the same ids."""
+    text = f"{pipeline}\x1f{key}\x1f{window[0]}\x1f{window[1]}\x1f{pane_index}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def result_record(pipeline: str, pane: Pane, values: dict) -> dict:
+    """A window_result record (``schemas/avro/window_result.avsc``)."""
+    return {
+        "id": result_id(pipeline, str(pane.key), pane.window, pane.pane_index),
+        "pipeline": pipeline,
+        "key": str(pane.key),
+        "window_start": _EPOCH + timedelta(milliseconds=pane.window[0]),
+        "window_end": _EPOCH + timedelta(milliseconds=pane.window[1]),
+        "timing": pane.timing,
+        "pane_index": pane.pane_index,
+        "is_last": pane.is_last,
+        "values": values,
+    }
+
+
+class _KeyFn(beam.DoFn):
+    def __init__(self, key_of: Callable[[dict], str]):
+        self.key_of = key_of
+
+    def process(self, record: SourceRecord):
+        try:
+            yield self.key_of(record.value), record
+        except (InvalidRecord, KeyError, TypeError) as err:
+            beam.metrics.Metrics.counter("kappa", "dead_letters_invalid_record").inc()
+            yield beam.pvalue.TaggedOutput(_INVALID, DeadLetter(
+                "invalid_record", f"no usable key: {err}", record.provenance, None, record.key, record.event_ms))
+
+
+class WindowedPipeline(beam.PTransform):
+    """Base of the pipelines: subclasses set ``name``, ``DEFAULTS`` and the four hooks."""
+
+    name: str = ""
+    DEFAULTS: dict[str, str] = {}
+
+    def __init__(self, config: WindowingConfig | None = None, **overrides: str | None):
+        super().__init__(self.name)
+        self.config = config or windowing_config(self.DEFAULTS, overrides)
+
+    # hooks
+    def key_of(self, value: dict) -> str:
+        raise NotImplementedError
+
+    def value_of(self, record: SourceRecord) -> Any:
+        return record.value
+
+    def aggregation(self) -> Aggregation:
+        raise NotImplementedError
+
+    def values(self, aggregate) -> dict | None:
+        """The result values of one pane's aggregate; None emits no result for it."""
+        raise NotImplementedError
+
+    def expand(self, records):
+        keyed = records | "Key" >> beam.ParDo(_KeyFn(self.key_of)).with_outputs(_INVALID, main="keyed")
+        windowed = keyed.keyed | "Window" >> WindowPerKey(self.config, self.aggregation(), self.value_of)
+        name, values = self.name, self.values
+        results = windowed["panes"] | "ToResults" >> beam.FlatMap(
+            lambda pane: [] if (v := values(pane.value)) is None else [result_record(name, pane, v)])
+        dead = (keyed[_INVALID], windowed["too_late"]) | "DeadLetters" >> beam.Flatten()
+        return {"results": results, "dead_letters": dead}
