@@ -157,7 +157,8 @@ class KeyEngine:
 
     # -- what the Beam layer schedules ---------------------------------------------
     def next_watermark_deadline(self) -> int | None:
-        """The smallest watermark at which something fires (an end, or a close)."""
+        """The smallest watermark at which something fires (an end, or a close); always
+        later than the current watermark."""
         deadlines = []
         for (start, end), state in self.windows.items():
             if self.trigger.kind == "watermark" and not state.on_time_fired:
@@ -185,7 +186,11 @@ class KeyEngine:
                 state.due_ms = now_ms + trigger.delay_ms
             return []
         if on_time_passed:  # watermark trigger, within the allowed lateness
-            return [self._fire(window, state, is_last=False)] if state.pending >= trigger.late_every else []
+            # The first data of a window the watermark has already passed is its ON_TIME
+            # pane, at once; after that, LATE panes every ``late_every`` elements.
+            if not state.on_time_fired or state.pending >= trigger.late_every:
+                return [self._fire(window, state, is_last=False)]
+            return []
         if trigger.early_every_ms is not None and state.due_ms is None:
             state.due_ms = now_ms + trigger.early_every_ms
         return []

@@ -6,11 +6,15 @@
 Beam state and turns Beam timers into its inputs:
 
 * an event-time timer at the engine's next watermark deadline (a window end or a
-  window close), set one microsecond before it, so it fires exactly when the
-  watermark reaches the deadline; the engine is then told "the watermark is at the
-  deadline" (never more than the runner's watermark: decisions are conservative);
-* a processing-time timer at the engine's next early / processing-time firing,
-  only for triggers that use processing time.
+  window close), set one millisecond before it (runners keep timers in whole
+  milliseconds and fire one once the watermark is past it), so it fires exactly when
+  the watermark reaches the deadline; the engine is then told "the watermark is at
+  the deadline" (never more than the runner's watermark: decisions are conservative);
+* processing time is read from the clock when an element arrives: early and
+  processing-time panes fire on the first element after they are due. No
+  processing-time timers are used: Prism and the DirectRunner's portable runner do
+  not run them (Beam issue #32786), and a stream that goes quiet has nothing new
+  to show early anyway; the watermark's panes still come from event-time timers.
 """
 
 from __future__ import annotations
@@ -42,13 +46,11 @@ class _Setup:
     config: WindowingConfig
     aggregation: Aggregation
     value_of: object  #: record -> the value the aggregation adds
-    processing_time: bool  #: whether any trigger here needs the clock
 
 
 class _WindowPerKeyFn(beam.DoFn):
     ENGINE = ReadModifyWriteStateSpec("engine", PickleCoder())
     EVENT_TIMER = TimerSpec("event_time", TimeDomain.WATERMARK)
-    CLOCK_TIMER = TimerSpec("clock", TimeDomain.REAL_TIME)
 
     def __init__(self, spec: _Setup):
         super().__init__()
@@ -61,39 +63,27 @@ class _WindowPerKeyFn(beam.DoFn):
             engine = KeyEngine(key, c.window, c.trigger, self.spec.aggregation, c.allowed_lateness_ms, c.accumulating)
         return engine
 
-    def _save(self, engine: KeyEngine, state, event_timer, clock_timer) -> None:
+    def _save(self, engine: KeyEngine, state, event_timer) -> None:
         state.write(engine)
         deadline = engine.next_watermark_deadline()
         if deadline is not None:
-            event_timer.set(Timestamp(micros=deadline * 1000 - 1))
-        if self.spec.processing_time:
-            due = engine.next_processing_deadline()
-            if due is not None:
-                clock_timer.set(Timestamp(micros=due * 1000))
+            event_timer.set(Timestamp(micros=(deadline - 1) * 1000))
 
-    def process(self, element, state=beam.DoFn.StateParam(ENGINE),
-                event_timer=beam.DoFn.TimerParam(EVENT_TIMER), clock_timer=beam.DoFn.TimerParam(CLOCK_TIMER)):
+    def process(self, element, state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
         key, record = element
         engine = self._engine(key, state)
-        panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, _now_ms())
-        self._save(engine, state, event_timer, clock_timer)
-        yield from self._outputs(panes, too_late)
+        now = _now_ms()
+        due = engine.advance_processing_time(now)
+        panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now)
+        self._save(engine, state, event_timer)
+        yield from self._outputs(due + panes, too_late)
 
     @on_timer(EVENT_TIMER)
     def on_event_time(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
-                      state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER),
-                      clock_timer=beam.DoFn.TimerParam(CLOCK_TIMER)):
+                      state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
         engine = self._engine(key, state)
-        panes = engine.advance_watermark((fired.micros + 1) // 1000)
-        self._save(engine, state, event_timer, clock_timer)
-        yield from self._outputs(panes, [])
-
-    @on_timer(CLOCK_TIMER)
-    def on_clock(self, key=beam.DoFn.KeyParam, state=beam.DoFn.StateParam(ENGINE),
-                 event_timer=beam.DoFn.TimerParam(EVENT_TIMER), clock_timer=beam.DoFn.TimerParam(CLOCK_TIMER)):
-        engine = self._engine(key, state)
-        panes = engine.advance_processing_time(_now_ms())
-        self._save(engine, state, event_timer, clock_timer)
+        panes = engine.advance_processing_time(_now_ms()) + engine.advance_watermark(fired.micros // 1000 + 1)
+        self._save(engine, state, event_timer)
         yield from self._outputs(panes, [])
 
     def _outputs(self, panes, too_late: list[TooLate]):
@@ -117,8 +107,7 @@ class WindowPerKey(beam.PTransform):
 
     def __init__(self, config: WindowingConfig, aggregation: Aggregation, value_of, label: str = ""):
         super().__init__(label or None)
-        uses_clock = config.trigger.kind == "processing_time" or config.trigger.early_every_ms is not None
-        self.spec = _Setup(config, aggregation, value_of, uses_clock)
+        self.spec = _Setup(config, aggregation, value_of)
 
     def expand(self, keyed):
         outputs = keyed | "Engine" >> beam.ParDo(_WindowPerKeyFn(self.spec)).with_outputs(TOO_LATE, main="panes")
