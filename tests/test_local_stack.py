@@ -20,14 +20,14 @@ def test_up_status_down_lifecycle(tmp_path):
         assert "kafka: ready on 127.0.0.1:" in up.stdout and "pubsub: ready on 127.0.0.1:" in up.stdout
 
         again = kappa("local", "up", env=env)  # ports remembered from the first `up`
-        assert again.returncode == 0 and again.stdout.count("already running") == 2
+        assert again.returncode == 0 and again.stdout.count("already running") == 2, again.stdout + again.stderr
 
         status = kappa("local", "status", env=env)
-        assert status.returncode == 0 and status.stdout.count(": running on 127.0.0.1:") == 2
+        assert status.returncode == 0 and status.stdout.count(": running on 127.0.0.1:") == 2, status.stdout
         assert (tmp_path / "local" / "kafka" / "data" / "meta.properties").exists()
     finally:
         down = kappa("local", "down", env=env, timeout=120)
-    assert down.returncode == 0 and down.stdout.count(": stopped") == 2
+    assert down.returncode == 0 and down.stdout.count(": stopped") == 2, down.stdout + down.stderr
 
     after = kappa("local", "status", env=env)
-    assert after.returncode == 3 and after.stdout.count(": stopped") == 2
+    assert after.returncode == 3 and after.stdout.count(": stopped") == 2, after.stdout
