@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
@@ -14,10 +12,9 @@ from confluent_kafka.admin import NewTopic
 from replay.kafka_source import ReadFromKafkaReplay
 from runners.produce import DOMAINS
 from schemas import make_codec
+from tests.beam_helpers import Collect, collected, new_tag
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_COLLECTED: dict[str, list] = {}
-_ids = itertools.count()
 
 
 def create_topic(admin, topic: str, partitions: int) -> None:
@@ -51,27 +48,16 @@ def write_log(bootstrap: str, topic: str, log: dict[int, list[int]], fmt: str = 
     return written
 
 
-class _Collect(beam.DoFn):
-    def __init__(self, run_id: str):
-        self.run_id = run_id
-
-    def process(self, element):
-        _COLLECTED[self.run_id].append(element)
-
-
 def run_reads(manifests: dict[str, object], **settings) -> dict[str, tuple[list, list]]:
     """Read several manifests in one DirectRunner pipeline: {name: (records, dead_letters)}."""
-    ids = {}
+    tags = {}
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
         for name, manifest in manifests.items():
-            run_id = f"{name}-{next(_ids)}-{uuid.uuid4().hex[:6]}"
-            ids[name] = run_id
-            _COLLECTED[run_id + "/records"] = []
-            _COLLECTED[run_id + "/dead"] = []
+            tags[name] = (new_tag(), new_tag())
             out = pipeline | f"Read {name}" >> ReadFromKafkaReplay(manifest, **settings)
-            out["records"] | f"Collect {name}" >> beam.ParDo(_Collect(run_id + "/records"))
-            out["dead_letters"] | f"Collect dead {name}" >> beam.ParDo(_Collect(run_id + "/dead"))
-    return {name: (_COLLECTED.pop(i + "/records"), _COLLECTED.pop(i + "/dead")) for name, i in ids.items()}
+            out["records"] | f"Collect {name}" >> beam.ParDo(Collect(tags[name][0]))
+            out["dead_letters"] | f"Collect dead {name}" >> beam.ParDo(Collect(tags[name][1]))
+    return {name: (collected(records), collected(dead)) for name, (records, dead) in tags.items()}
 
 
 def positions(records) -> list[tuple[int, int]]:

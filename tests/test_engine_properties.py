@@ -8,26 +8,13 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.beam_helpers import Sum
 from tests.reference_model import ReferenceModel
 from transforms.engine import EARLY, LATE, ON_TIME, KeyEngine
 from transforms.triggers import TriggerPolicy
 from transforms.windows import FixedWindows, SessionWindows, SlidingWindows
 
 END = 10**9  # a final watermark past every window
-
-
-class Sum:
-    def create(self):
-        return 0
-
-    def add(self, acc, value):
-        return acc + value
-
-    def merge(self, accs):
-        return sum(accs)
-
-    def extract(self, acc):
-        return acc
 
 
 windowings = st.one_of(

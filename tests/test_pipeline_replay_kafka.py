@@ -15,29 +15,20 @@ from pipelines import MerchantTotals
 from replay.kafka_source import ReadFromKafkaReplay
 from replay.manifest import DecodingSpec
 from replay.plan import plan_kafka_replay
+from tests.beam_helpers import Collect, collected, new_tag
 from tests.kafka_helpers import create_topic, ms_of, payment_at, write_log
 
 pytestmark = pytest.mark.kafka
 T0 = 1_795_165_200_000
-_OUT: dict[str, list] = {}
-
-
-class _Keep(beam.DoFn):
-    def __init__(self, tag):
-        self.tag = tag
-
-    def process(self, x):
-        _OUT[self.tag].append(x)
 
 
 def _final_totals(manifest, split_size):
-    tag = uuid.uuid4().hex
-    _OUT[tag] = []
+    tag = new_tag()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
         records = (p | ReadFromKafkaReplay(manifest, split_size=split_size))["records"]
-        (records | MerchantTotals())["results"] | beam.ParDo(_Keep(tag))
+        (records | MerchantTotals())["results"] | beam.ParDo(Collect(tag))
     return {(r["key"], ms_of(r["window_start"])): (r["values"]["count"], r["values"]["total_amount"])
-            for r in _OUT.pop(tag) if r["is_last"]}
+            for r in collected(tag) if r["is_last"]}
 
 
 def test_final_values_do_not_depend_on_partitions_or_splits(kafka_bootstrap, kafka_admin):

@@ -4,7 +4,6 @@ Python over the same events; alerts; sessions; invalid records; stable result id
 from __future__ import annotations
 
 import json
-import uuid
 from collections import defaultdict
 from decimal import Decimal
 
@@ -16,32 +15,23 @@ from pipelines import PIPELINES, FraudAlerts, MerchantTotals, TurnstileCounts, U
 from runners.produce import DOMAINS
 from schemas import make_codec
 from schemas.records import Provenance, SourceRecord
+from tests.beam_helpers import Collect, collected, new_tag
 from tests.kafka_helpers import ms_of
 from transforms.config import ConfigError
 
 T0 = 1_795_165_200_000  # 2026-11-20T09:00:00Z
-_OUT: dict[str, list] = {}
-
-
-class _Keep(beam.DoFn):
-    def __init__(self, tag):
-        self.tag = tag
-
-    def process(self, x):
-        _OUT[self.tag].append(x)
 
 
 def run(pipeline, values: list[dict]) -> tuple[list[dict], list]:
-    tag = uuid.uuid4().hex
-    _OUT[tag], _OUT[tag + "dead"] = [], []
+    tag, dead_tag = new_tag(), new_tag()
     records = [SourceRecord(v, ms_of(v["timestamp"]), None, Provenance("test", "t", 0, i, None))
                for i, v in enumerate(values)]
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
         out = (p | beam.Create(records)
                | beam.Map(lambda r: beam.window.TimestampedValue(r, r.event_ms / 1000)) | pipeline)
-        out["results"] | "Keep" >> beam.ParDo(_Keep(tag))
-        out["dead_letters"] | "KeepDead" >> beam.ParDo(_Keep(tag + "dead"))
-    return _OUT.pop(tag), _OUT.pop(tag + "dead")
+        out["results"] | "Keep" >> beam.ParDo(Collect(tag))
+        out["dead_letters"] | "KeepDead" >> beam.ParDo(Collect(dead_tag))
+    return collected(tag), collected(dead_tag)
 
 
 def events(domain: str, count: int, seed: int = 1, spacing_ms: int = 1500) -> list[dict]:

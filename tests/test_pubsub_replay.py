@@ -22,7 +22,8 @@ from replay.points import AtInstant, Snapshot
 from replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, prepare_replay
 from runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
 from schemas import make_codec
-from tests.kafka_helpers import _COLLECTED, _Collect, payment_at
+from tests.beam_helpers import Collect, collected, new_tag
+from tests.kafka_helpers import payment_at
 
 pytestmark = pytest.mark.pubsub
 T0 = 1_795_000_000_000
@@ -50,13 +51,12 @@ def _publish(publisher, topic, n0, count, **extra):
 
 
 def _read(settings: PubSubReadSettings):
-    key = f"ps-{uuid.uuid4().hex}"
-    _COLLECTED[key], _COLLECTED[key + "/dead"] = [], []
+    records, dead = new_tag(), new_tag()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
         out = p | ReadFromPubSubReplay(settings)
-        out["records"] | "Keep" >> beam.ParDo(_Collect(key))
-        out["dead_letters"] | "KeepDead" >> beam.ParDo(_Collect(key + "/dead"))
-    return _COLLECTED.pop(key), _COLLECTED.pop(key + "/dead")
+        out["records"] | "Keep" >> beam.ParDo(Collect(records))
+        out["dead_letters"] | "KeepDead" >> beam.ParDo(Collect(dead))
+    return collected(records), collected(dead)
 
 
 def _now_ms() -> int:

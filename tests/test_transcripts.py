@@ -9,7 +9,6 @@ folder fails the suite.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -20,43 +19,20 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing import test_stream
 
 from schemas.records import Provenance, SourceRecord
+from tests.beam_helpers import Collect, Sum, collected, new_tag
 from transforms.config import SETTINGS, windowing_config
 from transforms.windowing import WindowPerKey
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
-_OUT: dict[str, list] = {}
-
-
-class Sum:
-    def create(self):
-        return 0
-
-    def add(self, acc, value):
-        return acc + value
-
-    def merge(self, accs):
-        return sum(accs)
-
-    def extract(self, acc):
-        return acc
 
 
 def _record(key: str, t: int, value: int) -> tuple[str, SourceRecord]:
     return key, SourceRecord({"value": value}, t, key.encode(), Provenance("test", "transcript", None, t, None))
 
 
-class _Keep(beam.DoFn):
-    def __init__(self, tag):
-        self.tag = tag
-
-    def process(self, x):
-        _OUT[self.tag].append(x)
-
-
 def _run(spec: dict, streaming: bool) -> tuple[Counter, Counter]:
     config = windowing_config({k: str(v) for k, v in spec.items() if k in SETTINGS})
-    tag = uuid.uuid4().hex
-    _OUT[tag], _OUT[tag + "late"] = [], []
+    tag, late_tag = new_tag(), new_tag()
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = streaming
     with beam.Pipeline(options=options) as p:
@@ -73,10 +49,10 @@ def _run(spec: dict, streaming: bool) -> tuple[Counter, Counter]:
             elements = [_record(*e) for step in spec["steps"] for e in step.get("elements", [])]
             source = p | beam.Create(elements) | beam.Map(lambda kv: beam.window.TimestampedValue(kv, kv[1].event_ms / 1000))
         out = source | WindowPerKey(config, Sum(), lambda r: r.value["value"])
-        out["panes"] | "Keep panes" >> beam.ParDo(_Keep(tag))
-        out["too_late"] | "Keep late" >> beam.ParDo(_Keep(tag + "late"))
-    panes = Counter((p.key, p.window[0], p.window[1], p.timing, p.pane_index, p.is_last, p.value) for p in _OUT.pop(tag))
-    late = Counter((d.key.decode(), d.event_ms, d.window[0], d.window[1]) for d in _OUT.pop(tag + "late"))
+        out["panes"] | "Keep panes" >> beam.ParDo(Collect(tag))
+        out["too_late"] | "Keep late" >> beam.ParDo(Collect(late_tag))
+    panes = Counter((p.key, p.window[0], p.window[1], p.timing, p.pane_index, p.is_last, p.value) for p in collected(tag))
+    late = Counter((d.key.decode(), d.event_ms, d.window[0], d.window[1]) for d in collected(late_tag))
     return panes, late
 
 

@@ -1,0 +1,45 @@
+"""Small helpers for tests that run Beam pipelines in this process."""
+
+from __future__ import annotations
+
+import uuid
+
+import apache_beam as beam
+
+_COLLECTED: dict[str, list] = {}
+
+
+class Collect(beam.DoFn):
+    """Appends every element to a list kept by tag (the DirectRunner runs in this process)."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+
+    def process(self, element):
+        _COLLECTED[self.tag].append(element)
+
+
+def new_tag() -> str:
+    tag = uuid.uuid4().hex
+    _COLLECTED[tag] = []
+    return tag
+
+
+def collected(tag: str) -> list:
+    return _COLLECTED.pop(tag)
+
+
+class Sum:
+    """The simplest aggregation: a sum of numbers."""
+
+    def create(self):
+        return 0
+
+    def add(self, acc, value):
+        return acc + value
+
+    def merge(self, accs):
+        return sum(accs)
+
+    def extract(self, acc):
+        return acc
