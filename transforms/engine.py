@@ -166,9 +166,6 @@ class KeyEngine:
             deadlines.append(end + self.allowed_lateness_ms)
         return min(deadlines, default=None)
 
-    def next_processing_deadline(self) -> int | None:
-        return min((s.due_ms for s in self.windows.values() if s.due_ms is not None), default=None)
-
     # -- internals ----------------------------------------------------------------
     def _closed(self, window: tuple[int, int]) -> bool:
         return self.watermark_ms is not None and self.watermark_ms >= window[1] + self.allowed_lateness_ms
