@@ -16,6 +16,7 @@ from decimal import Decimal
 from runners import cliargs
 from runners.errors import KappaError
 from runners.home import default_registry_path
+from replay.kafka_log import KafkaTopicLog, consumer_config
 from runners.kafka_util import admin_client, ensure_topic
 from runners.local.command import local_stack
 from runners.produce import DOMAINS, DisorderSpec, plan_arrivals, produce_events
@@ -69,24 +70,15 @@ def run(args) -> int:
 
 
 def _high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kappa-demo", "log_level": 0})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in sorted(partitions)}
-    finally:
-        consumer.close()
+    with KafkaTopicLog(bootstrap, topic) as log:
+        return {p: log.watermarks(p)[1] for p in log.partitions()}
 
 
 def _read_back(bootstrap, topic, start: dict[int, int], stop: dict[int, int], codec):
     """Read exactly [start, stop) of every partition (explicit assignment, no group commits)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "kappa-demo", "enable.auto.commit": False,
-        "enable.partition.eof": False, "log_level": 0,
-    })
+    consumer = Consumer(consumer_config(bootstrap, "kappa-demo"))
     consumer.assign([TopicPartition(topic, p, o) for p, o in start.items() if o < stop[p]])
     remaining = {p for p in start if start[p] < stop[p]}
     counts: collections.Counter = collections.Counter()

@@ -149,15 +149,15 @@ def produce_events(
                 sink.write(key, record, arrival.event_ms)
             summary.count += 1
             summary.kinds[arrival.kind] += 1
-            first = summary.first_event_ms
-            summary.first_event_ms = arrival.event_ms if first is None else min(first, arrival.event_ms)
-            summary.last_event_ms = max(summary.last_event_ms or arrival.event_ms, arrival.event_ms)
             if progress is not None:
                 progress(i + 1, len(plan))
     finally:
         for sink in sinks:
             sink.close()
     summary.seconds = time.monotonic() - started
+    if plan:
+        summary.first_event_ms = min(a.event_ms for a in plan)
+        summary.last_event_ms = max(a.event_ms for a in plan)
     return summary
 
 
