@@ -66,6 +66,7 @@ class WindowedPipeline(beam.PTransform):
     """Base of the pipelines: subclasses set ``name``, ``DEFAULTS`` and the four hooks."""
 
     name: str = ""
+    input_schema: str = ""  #: the schema its source records are decoded with (schemas/avro)
     DEFAULTS: dict[str, str] = {}
 
     def __init__(self, config: WindowingConfig | None = None, **overrides: str | None):

@@ -42,6 +42,7 @@ class _Window:
 
 class FraudAlerts(WindowedPipeline):
     name = "fraud_alerts"
+    input_schema = "payment"
     DEFAULTS = {"window": "sliding:10m/1m", "allowed_lateness": "0s", "max_out_of_orderness": "30s"}
 
     def __init__(self, config=None, single_limit: Decimal = Decimal("5000.00"), count_limit: int = 10,

@@ -30,6 +30,7 @@ class CountAndTotal:
 
 class MerchantTotals(WindowedPipeline):
     name = "merchant_totals"
+    input_schema = "payment"
     DEFAULTS = {"window": "1m", "allowed_lateness": "0s", "max_out_of_orderness": "30s"}
 
     def key_of(self, payment: dict) -> str:

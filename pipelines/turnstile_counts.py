@@ -24,6 +24,7 @@ class EntriesExits:
 
 class TurnstileCounts(WindowedPipeline):
     name = "turnstile_counts"
+    input_schema = "turnstile"
     DEFAULTS = {"window": "4h", "allowed_lateness": "0s", "max_out_of_orderness": "4h"}
 
     def key_of(self, reading: dict) -> str:

@@ -38,6 +38,7 @@ class _Session:
 
 class UserSessions(WindowedPipeline):
     name = "user_sessions"
+    input_schema = "commerce_event"
     DEFAULTS = {"window": "session:30m", "allowed_lateness": "0s", "max_out_of_orderness": "1m"}
 
     def key_of(self, event: dict) -> str:

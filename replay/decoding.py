@@ -12,7 +12,10 @@ the whole step for one record.
 from __future__ import annotations
 
 import apache_beam as beam
+import sys
+
 from apache_beam.io.iobase import WatermarkEstimator
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
@@ -22,11 +25,15 @@ from schemas.records import DeadLetter, Provenance, SourceRecord
 from transforms.event_time import EventTimeSpec, InvalidEventTime
 from transforms.watermark import OutOfOrdernessWatermark
 
-__all__ = ["DEAD_LETTER", "FAILURES", "RecordDecoder", "SourceWatermark", "at_event_time", "expand_read"]
+__all__ = ["DEAD_LETTER", "FAILURES", "LIVE_STOP", "RecordDecoder", "SourceWatermark", "at_event_time", "expand_read",
+           "offset_tracker"]
 
 #: The tag of every source's dead-letter output.
 DEAD_LETTER = "dead_letter"
 _GLOBAL_WINDOWS = (GlobalWindow(),)
+
+#: The open end of a live (unbounded) offset restriction.
+LIVE_STOP = sys.maxsize
 
 #: What ``parse`` raises for a record that belongs in the dead letters.
 FAILURES = (DecodeError, InvalidEventTime)
@@ -101,3 +108,21 @@ class SourceWatermark(WatermarkEstimator):
 
     def get_estimator_state(self):
         return self._wm.state()
+
+
+class _LiveOffsetTracker(OffsetRestrictionTracker):
+    """An open range ``[start, LIVE_STOP)`` splits only at the current position (a
+    checkpoint). Split by a fraction, as prism does to balance work, its residual
+    would start somewhere near 2**62, an offset no partition will reach."""
+
+    def try_split(self, fraction_of_remainder):
+        if fraction_of_remainder > 0:
+            return None
+        return super().try_split(fraction_of_remainder)
+
+
+def offset_tracker(restriction: OffsetRange) -> OffsetRestrictionTracker:
+    """The tracker of a source restriction: live (open) ranges only checkpoint, bounded ones split freely."""
+    if restriction.stop == LIVE_STOP:
+        return _LiveOffsetTracker(restriction)
+    return OffsetRestrictionTracker(restriction)

@@ -25,6 +25,19 @@ def consumer_config(bootstrap: str, group: str, isolation_level: str = "read_com
     }
 
 
+def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int], timeout_s: float = 10.0) -> None:
+    """Commit ``offsets`` (partition -> next offset to read) to ``group``, synchronously."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer(consumer_config(bootstrap, group, **{"socket.timeout.ms": int(timeout_s * 1000)}))
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in sorted(offsets.items())], asynchronous=False)
+    except KafkaException as err:
+        raise ReplayError(f"committing the drained offsets to group {group!r}: {err.args[0].str()}") from None
+    finally:
+        consumer.close()
+
+
 class KafkaTopicLog:
     def __init__(self, bootstrap: str, topic: str, isolation_level: str = "read_committed", timeout_s: float = 10.0):
         self.bootstrap = bootstrap

@@ -25,20 +25,21 @@ the runner finalizes the bundle (its results are durable); replays never commit.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.iobase import RestrictionTracker
-from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from replay.errors import ReplayError
+from replay.progress import RunChannel
 from replay.manifest import DecodingSpec, Manifest, PartitionRange
-from replay.decoding import DEAD_LETTER, FAILURES, RecordDecoder, SourceWatermark, at_event_time, expand_read
+from replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, RecordDecoder, SourceWatermark, at_event_time,
+                             expand_read, offset_tracker)
 from schemas.records import Provenance, SourceRecord
 from transforms.event_time import BROKER_TIMESTAMP_TYPES, EventTimeSpec
 
@@ -46,7 +47,7 @@ __all__ = ["DEAD_LETTER", "METRICS_NAMESPACE", "ReadFromKafkaReplay", "ReadSetti
 
 METRICS_NAMESPACE = "kappa"
 _READ = Metrics.counter(METRICS_NAMESPACE, "records_read")  # offsets read, good or bad
-_LIVE_STOP = sys.maxsize  # the open end of a live restriction
+
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ReadSettings:
     poll_timeout_s: float = 0.2
     checkpoint_every_s: float = 1.0  #: live: hand control back to the runner this often
     stall_timeout_s: float = 120.0  #: bounded: give up when no progress is made for this long
+    channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, **overrides) -> "ReadSettings":
@@ -85,20 +87,20 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
 
     # -- restriction provider ------------------------------------------------------
     def initial_restriction(self, element: PartitionRange) -> OffsetRange:
-        return OffsetRange(element.start, _LIVE_STOP if element.stop is None else element.stop)
+        return OffsetRange(element.start, LIVE_STOP if element.stop is None else element.stop)
 
     def create_tracker(self, restriction: OffsetRange) -> RestrictionTracker:
-        return OffsetRestrictionTracker(restriction)
+        return offset_tracker(restriction)
 
     def split(self, element, restriction: OffsetRange):
         size = self.settings.split_size
-        if size and restriction.stop != _LIVE_STOP:
+        if size and restriction.stop != LIVE_STOP:
             yield from restriction.split(size, 1)
         else:
             yield restriction
 
     def restriction_size(self, element, restriction: OffsetRange) -> int:
-        return 0 if restriction.stop == _LIVE_STOP else restriction.size()
+        return 0 if restriction.stop == LIVE_STOP else restriction.size()
 
     # -- watermark estimator provider -----------------------------------------------
     def initial_estimator_state(self, element, restriction):
@@ -152,8 +154,15 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         started = last_progress = time.monotonic()
         committed_to = None
         next_offset = restriction.start
+        channel = settings.channel
+        name = f"{part.topic}-{part.partition}"
         try:
             while True:
+                if live and channel is not None and channel.stop_requested():
+                    tracker.try_claim(restriction.stop)  # a drain: the live range ends here
+                    channel.report(name, final=True, partition=part.partition, position=next_offset, drained=True,
+                                   watermark_ms=_ms(watermark.current_watermark()))
+                    return
                 # Ask for no more than the range still holds: consume() waits for a full
                 # batch, and at the end of a bounded range it would wait for nothing.
                 wanted = settings.batch_size if live else max(1, min(settings.batch_size, restriction.stop - next_offset))
@@ -174,16 +183,24 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                     if tracker.try_claim(last):
                         yield from self._emit(records, part, watermark)
                         committed_to = next_offset = last + 1
+                        if channel is not None:
+                            self._report(channel, name, part, next_offset, watermark, live)
                     else:  # the range ends (or was split) inside this batch
                         stop = tracker.current_restriction().stop
                         yield from self._emit([m for m in records if m.offset() < stop], part, watermark)
+                        if channel is not None:
+                            channel.report(name, final=True, partition=part.partition, position=stop)
                         return
                 if end_of_partition is not None:
                     if not live and end_of_partition >= restriction.stop:
                         tracker.try_claim(restriction.stop)  # fails by design: marks the range done
+                        if channel is not None:
+                            channel.report(name, final=True, partition=part.partition, position=restriction.stop)
                         return
                     if live:
                         watermark.caught_up(int(time.time() * 1000))
+                        if channel is not None:
+                            self._report(channel, name, part, end_of_partition, watermark, live)
                 if live and time.monotonic() - started >= settings.checkpoint_every_s:
                     tracker.defer_remainder(Duration(seconds=0.0 if records else settings.poll_timeout_s))
                     return
@@ -192,8 +209,19 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                         f"no records from {part.topic}[{part.partition}] at {settings.bootstrap} for "
                         f"{settings.stall_timeout_s:.0f}s while offsets up to {restriction.stop} were planned")
         finally:
-            if live and finalizer is not None and committed_to is not None:
+            # Registered even with nothing to commit: prism finalizes every bundle of a
+            # stage that asks for finalization, and fails those that registered nothing.
+            if live and finalizer is not None:
                 finalizer.register(_Commit(self, part, committed_to))
+
+    def _report(self, channel: RunChannel, name: str, part: PartitionRange, position: int, watermark, live: bool):
+        high = None
+        if live:
+            from confluent_kafka import TopicPartition
+
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(part.topic, part.partition), cached=True)
+        channel.report(name, partition=part.partition, position=position, high=high if high and high >= 0 else None,
+                       watermark_ms=_ms(watermark.current_watermark()))
 
     def _emit(self, messages, part: PartitionRange, watermark):
         # The per-record hot path: locals only, no helper calls but the decoder's.
@@ -232,15 +260,21 @@ class _ReadPartitionLiveFn(_ReadPartitionFn):
         yield from self._read(element, tracker, watermark, live=True, finalizer=finalizer)
 
 
+def _ms(timestamp) -> int | None:
+    return None if timestamp is None else int(timestamp.micros // 1000)
+
+
 class _Commit:
     """Bundle-finalization callback: commit ``offset`` for the partition to the run's group."""
 
-    def __init__(self, fn: _ReadPartitionFn, part: PartitionRange, offset: int):
+    def __init__(self, fn: _ReadPartitionFn, part: PartitionRange, offset: int | None):
         self.fn, self.part, self.offset = fn, part, offset
 
     def __call__(self):
         from confluent_kafka import TopicPartition
 
+        if self.offset is None:
+            return
         self.fn._consumer_for().commit(
             offsets=[TopicPartition(self.part.topic, self.part.partition, self.offset)], asynchronous=False)
 

@@ -28,13 +28,15 @@ import time
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from replay.decoding import DEAD_LETTER, FAILURES, RecordDecoder, SourceWatermark, at_event_time, expand_read
+from replay.decoding import (DEAD_LETTER, FAILURES, RecordDecoder, SourceWatermark, at_event_time, expand_read,
+                             offset_tracker)
 from replay.errors import ReplayError
+from replay.progress import RunChannel
 from replay.kafka_source import METRICS_NAMESPACE
 from replay.manifest import DecodingSpec
 from replay.points import AtInstant, Earliest, FromPoint, Snapshot
@@ -59,6 +61,7 @@ class PubSubReadSettings:
     pull_timeout_s: float = 2.0
     finish_after_idle_pulls: int = 3
     checkpoint_every_s: float = 1.0
+    channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
 
     @property
     def live(self) -> bool:
@@ -133,7 +136,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         return OffsetRange(0, sys.maxsize)
 
     def create_tracker(self, restriction):
-        return OffsetRestrictionTracker(restriction)
+        return offset_tracker(restriction)
 
     def restriction_size(self, element, restriction):
         return 1
@@ -164,7 +167,14 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         position = tracker.current_restriction().start
         idle = 0
         started = time.monotonic()
+        channel = settings.channel
+        if finalizer is not None:  # prism fails bundles that ask for finalization and register nothing
+            finalizer.register(_Ack(self, subscription, []))
         while True:
+            if settings.live and channel is not None and channel.stop_requested():
+                tracker.try_claim(sys.maxsize)  # a drain: the live read ends here
+                channel.report(subscription.rsplit("/", 1)[-1], final=True, pulls=position, drained=True)
+                return
             if not tracker.try_claim(position):
                 return
             position += 1
@@ -248,7 +258,8 @@ class _Ack:
         self.fn, self.subscription, self.ack_ids = fn, subscription, ack_ids
 
     def __call__(self):
-        self.fn._ack(self.subscription, self.ack_ids)
+        if self.ack_ids:
+            self.fn._ack(self.subscription, self.ack_ids)
 
 
 def _ms(publish_time) -> int:

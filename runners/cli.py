@@ -1,7 +1,8 @@
 """The ``kappa`` command line: one parser, one sub-command per module.
 
-User mistakes end in one line on stderr (``kappa: error: ...``) and a non-zero
-exit; argparse names the flag for bad values (exit 2), everything else exits 1.
+User mistakes end in one line on stderr (``kappa: error: ...``): exit 2 for usage
+errors (argparse's, and :class:`UsageError`: found before any work starts), exit 1
+for run failures (an unreachable broker, a failed job), 0 for success.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runners import demo
-from runners.errors import KappaError
+from runners import demo, run_command, verify
+from runners.errors import KappaError, UsageError
 from runners.local import command as local_command
 from runners.produce import command as produce_command
-from runners import replay_command
+from runners import replay_command, run_flags
 from replay.errors import ReplayError
 
 __all__ = ["build_parser", "main"]
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     local_command.add_parser(sub)
     produce_command.add_parser(sub)
     replay_command.add_parsers(sub)
+    run_command.add_parsers(sub)
+    verify.add_parser(sub)
     demo.add_parser(sub)
     return parser
 
@@ -52,9 +55,14 @@ def _glue_ago_values(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _glue_ago_values(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
     try:
+        run_flags.preload_config(argv)
+        args = parser.parse_args(argv)
         return args.run(args)
+    except UsageError as err:
+        print(f"kappa: error: {err}", file=sys.stderr)
+        return 2
     except (KappaError, ReplayError) as err:
         print(f"kappa: error: {err}", file=sys.stderr)
         return 1

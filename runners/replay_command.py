@@ -23,7 +23,7 @@ from schemas.catalog import SCHEMA_NAMES
 from schemas.codec import FORMATS
 from schemas.jsonform import format_instant
 
-__all__ = ["add_parsers"]
+__all__ = ["add_parsers", "pubsub_settings"]
 
 PLAN_EXAMPLES = """\
 examples:
@@ -151,7 +151,7 @@ def run_read(args) -> int:
         read, schema, label = ReadFromKafkaReplay(manifest, commit_group=args.commit_group), manifest.decoding.schema, manifest
     elif isinstance(parse_source(args.source), PubSubSource):
         _check_flags(args)
-        settings = _pubsub_settings(args, parse_source(args.source))
+        settings = pubsub_settings(args, parse_source(args.source), args.schema, args.max_out_of_orderness)
         read, schema, label = ReadFromPubSubReplay(settings), args.schema, settings
     elif isinstance(parse_source(args.source), ArchiveSource):
         _check_flags(args)
@@ -185,7 +185,7 @@ def run_read(args) -> int:
     return 0
 
 
-def _pubsub_settings(args, source):
+def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSettings:
     """Live on the subscription itself (--to never from latest), else a seeked replay subscription."""
     import os
 
@@ -195,7 +195,7 @@ def _pubsub_settings(args, source):
     now_ms = int(time.time() * 1000)
     start, stop = parse_from(args.start, now_ms), parse_to(args.stop, now_ms)
     registry = str(args.registry or default_registry_path()) if args.format == "confluent" else None
-    decoding = DecodingSpec(args.format, args.schema, registry)
+    decoding = DecodingSpec(args.format, schema, registry)
     if isinstance(stop, Never):
         stop_ms = None
     elif isinstance(stop, Now):
@@ -208,8 +208,7 @@ def _pubsub_settings(args, source):
     if not isinstance(start, Latest) or stop_ms is not None:
         subscription = prepare_replay(source.path, start, host)
         print(f"replay subscription {subscription} seeked to --from {start}", file=sys.stderr)
-    return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute,
-                              args.max_out_of_orderness, host, stop_ms)
+    return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute, bound_ms, host, stop_ms)
 
 
 class _Counts:

@@ -9,6 +9,7 @@ import time
 
 from runners import cliargs
 from runners.home import kappa_home
+from runners.local import tools
 from runners.local.kafka import KAFKA_VERSION, KafkaBroker, install_kafka
 from runners.local.pubsub import PubSubEmulator
 
@@ -30,7 +31,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("action", choices=["up", "down", "status", "install", "reset"],
                    help="up: start and wait until answering; down: stop; status: report; "
-                        "install: fetch the Kafka jars only; reset: stop and delete all local data")
+                        "install: fetch the Kafka jars, build Beam's prism runner, fetch Beam's Flink job server "
+                        "(each once); reset: stop and delete all local data")
     p.add_argument("--only", choices=SERVICES, help="act on one service only")
     p.add_argument("--kafka-port", type=cliargs.port, help="broker port (default 9092, or the one it was started with)")
     p.add_argument("--kafka-controller-port", type=cliargs.port, help="KRaft controller port (default 9093)")
@@ -55,6 +57,8 @@ def run(args) -> int:
     wanted = [args.only] if args.only else list(SERVICES)
     if args.action == "install":
         print(f"Kafka {KAFKA_VERSION} jars in {install_kafka(broker.home)}")
+        print(f"prism runner (Beam {tools.BEAM_VERSION}) at {tools.install_prism()}")
+        print(f"Flink {tools.FLINK_VERSION} job server at {tools.install_flink_job_server()}")
         return 0
     if args.action == "up":
         return _up(broker, emulator, wanted)

@@ -1,0 +1,114 @@
+"""The runner tools kappa builds or fetches once per machine, from the registries the
+machine reaches (never a download of a prebuilt binary):
+
+* **Prism**, Beam's portable local runner, built from Beam's Go module at the version of
+  the installed ``apache-beam`` package (``go install``).
+* **Beam's Flink job server** (an embedded Flink, or the gateway to a remote cluster),
+  assembled from Maven Central; see ``flink-jobserver-pom.xml`` for why it is assembled.
+
+Both live in Beam's own cache (``~/.apache_beam/cache``), so every checkout on the
+machine shares them. ``KAPPA_PRISM`` / ``KAPPA_FLINK_JOB_SERVER`` point at others.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import apache_beam
+
+from runners.errors import KappaError
+
+__all__ = ["BEAM_VERSION", "FLINK_JOB_SERVER_BEAM", "FLINK_VERSION", "flink_job_server_jar", "install_flink_job_server",
+           "install_prism", "prism_binary"]
+
+BEAM_VERSION = apache_beam.__version__
+PRISM_MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
+FLINK_VERSION = "1.19"
+FLINK_JOB_SERVER_BEAM = "2.62.0"  # see flink-jobserver-pom.xml
+_POM = Path(__file__).with_name("flink-jobserver-pom.xml")
+_CACHE = Path.home() / ".apache_beam" / "cache"
+
+
+def prism_binary() -> Path:
+    return Path(os.environ.get("KAPPA_PRISM") or _CACHE / "prism" / "bin" / f"prism-kappa-v{BEAM_VERSION}")
+
+
+def flink_job_server_jar() -> Path:
+    if os.environ.get("KAPPA_FLINK_JOB_SERVER"):
+        return Path(os.environ["KAPPA_FLINK_JOB_SERVER"])
+    name = f"beam-runners-flink-{FLINK_VERSION}-job-server-{FLINK_JOB_SERVER_BEAM}"
+    return _CACHE / "jars" / f"kappa-{name}" / f"{name}.jar"
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(f"kappa: {text}", file=sys.stderr, flush=True)
+
+
+def _run(what: str, cmd: list[str], env: dict | None = None) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+        raise KappaError(f"{what} failed: {' | '.join(tail)}")
+
+
+def install_prism(quiet: bool = False) -> Path:
+    """Build Beam's prism runner with ``go install`` (once per Beam version)."""
+    binary = prism_binary()
+    if binary.is_file():
+        return binary
+    go = shutil.which("go")
+    if not go:
+        raise KappaError("Go not found: it is needed once, to build Beam's prism runner (go install)")
+    _say(quiet, f"building Beam's prism runner v{BEAM_VERSION} with go install (once, a few minutes) ...")
+    bin_dir = binary.parent / f".build-{os.getpid()}"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _run("go install prism", [go, "install", f"{PRISM_MODULE}@v{BEAM_VERSION}"],
+             env={**os.environ, "GOBIN": str(bin_dir), "GOFLAGS": "-mod=mod"})
+        os.replace(bin_dir / "prism", binary)
+    finally:
+        shutil.rmtree(bin_dir, ignore_errors=True)
+    return binary
+
+
+def install_flink_job_server(quiet: bool = False) -> Path:
+    """Copy the Flink runner and its runtime jars from Maven Central and write the launcher jar."""
+    jar = flink_job_server_jar()
+    if jar.is_file():
+        return jar
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise KappaError("Maven (mvn) not found: it is needed once, to fetch Beam's Flink job server")
+    _say(quiet, f"fetching Beam's Flink {FLINK_VERSION} job server ({FLINK_JOB_SERVER_BEAM}) from Maven Central (once) ...")
+    lib = jar.parent / "lib"
+    if lib.exists():
+        shutil.rmtree(lib)  # a partial earlier attempt
+    lib.mkdir(parents=True)
+    _run("fetching the Flink job server with Maven",
+         [mvn, "-B", "-q", "-f", str(_POM), "dependency:copy-dependencies",
+          f"-DoutputDirectory={lib}", "-DincludeScope=runtime"])
+    class_path = " ".join(f"lib/{p.name}" for p in sorted(lib.glob("*.jar")))
+    manifest = ("Manifest-Version: 1.0\r\n"
+                "Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver\r\n"
+                + _wrap_manifest_line(f"Class-Path: {class_path}") + "\r\n")
+    partial = jar.with_suffix(".partial")
+    with zipfile.ZipFile(partial, "w") as out:
+        out.writestr("META-INF/MANIFEST.MF", manifest)
+    os.replace(partial, jar)
+    return jar
+
+
+def _wrap_manifest_line(line: str) -> str:
+    """Manifest lines are at most 72 bytes; longer ones continue on lines starting with a space."""
+    chunks, first = [], True
+    while line:
+        size = 72 if first else 71
+        chunks.append(("" if first else " ") + line[:size])
+        line, first = line[size:], False
+    return "\r\n".join(chunks)

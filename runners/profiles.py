@@ -1,0 +1,219 @@
+"""Runner profiles: one set of flags (:class:`RunnerSettings`) turned into the
+PipelineOptions of each runner, so the same pipeline object runs unchanged on all.
+
+=========  ==========================================  =============================
+runner     replay (bounded)                            live (unbounded)
+=========  ==========================================  =============================
+direct     in-process batch job (Beam's FnApiRunner)   no: it cannot stream; use prism
+prism      Beam's prism, batch                         Beam's prism, streaming
+flink      embedded Flink or ``--flink-master``        streaming, same
+dataflow   Google Cloud Dataflow (or ``--dry-run``)    streaming, streaming engine
+=========  ==========================================  =============================
+
+Local runners run the SDK harness inside kappa's process (LOOPBACK), which is what
+lets a live run be drained on request and show its progress. ``preflight`` checks
+everything a runner needs before any work starts (a tool not installed, a Flink
+master that does not answer, a Dataflow option missing) and raises a one-line error.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from runners.errors import KappaError, UsageError
+from runners.local.tools import FLINK_VERSION, flink_job_server_jar, prism_binary
+
+__all__ = ["PROFILES", "RUNNERS", "DataflowSettings", "RunnerSettings", "profile_for"]
+
+RUNNERS = ("direct", "prism", "flink", "dataflow")
+_REPO = Path(__file__).resolve().parents[1]
+LOCAL_MASTER = "[local]"
+
+
+@dataclass(frozen=True)
+class DataflowSettings:
+    project: str | None = None
+    region: str | None = None
+    temp_location: str | None = None
+    staging_location: str | None = None  #: default: temp_location + /staging
+    streaming_engine: bool = True
+    num_workers: int | None = None
+    max_num_workers: int | None = None
+    machine_type: str | None = None
+    disk_size_gb: int | None = None
+    service_account: str | None = None
+    network: str | None = None
+    subnetwork: str | None = None
+    sdk_container_image: str | None = None
+    requirements_file: str | None = None
+    setup_file: str | None = None  #: default: kappa's own pyproject.toml, staged as a package
+    dry_run: bool = False  #: build and check the job, do not submit it
+    job_file: str | None = None  #: write the job description (JSON) here
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    runner: str
+    flink_master: str = LOCAL_MASTER
+    parallelism: int | None = None
+    environment_type: str | None = None  #: default LOOPBACK for local runners
+    environment_config: str | None = None
+    job_name: str | None = None
+    dataflow: DataflowSettings = field(default_factory=DataflowSettings)
+    timeout_s: float = 10.0
+
+
+class _Profile:
+    name = ""
+    streams = True  #: can run a live (unbounded) pipeline
+
+    def preflight(self, settings: RunnerSettings, live: bool) -> None:
+        if live and not self.streams:
+            raise UsageError(f"--runner {self.name}: cannot run a live pipeline (it has no streaming mode); "
+                             "use --runner prism on this machine, or flink / dataflow")
+
+    def options(self, settings: RunnerSettings, live: bool) -> PipelineOptions:
+        args = self._args(settings, live)
+        if settings.job_name:
+            args.append(f"--job_name={settings.job_name}")
+        return PipelineOptions(args, streaming=live, save_main_session=False)
+
+    def runner(self):
+        """A runner object, or None to let the options name it."""
+        return None
+
+    def _args(self, settings: RunnerSettings, live: bool) -> list[str]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _environment(settings: RunnerSettings) -> list[str]:
+        args = [f"--environment_type={settings.environment_type or 'LOOPBACK'}"]
+        if settings.environment_config:
+            args.append(f"--environment_config={settings.environment_config}")
+        return args
+
+
+class _Direct(_Profile):
+    name, streams = "direct", False
+
+    def runner(self):
+        # Beam's DirectRunner would first try to fetch a prism binary from the internet;
+        # a replay is a batch job, which Beam's in-process FnApiRunner runs directly.
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return FnApiRunner()
+
+    def _args(self, settings, live):
+        return [f"--direct_num_workers={settings.parallelism or 1}"]
+
+
+class _Prism(_Profile):
+    name = "prism"
+
+    def preflight(self, settings, live):
+        super().preflight(settings, live)
+        if not prism_binary().is_file():
+            raise KappaError(f"--runner prism: the prism runner is not built yet ({prism_binary()}); "
+                             "run `kappa local install` (or scripts/dev setup)")
+
+    def _args(self, settings, live):
+        return ["--runner=PrismRunner", f"--prism_location={prism_binary()}", *self._environment(settings)]
+
+
+class _Flink(_Profile):
+    name = "flink"
+
+    def preflight(self, settings, live):
+        super().preflight(settings, live)
+        if not flink_job_server_jar().is_file():
+            raise KappaError(f"--runner flink: Beam's Flink job server is not installed ({flink_job_server_jar()}); "
+                             "run `kappa local install` (or scripts/dev setup)")
+        if settings.flink_master != LOCAL_MASTER:
+            check_flink_master(settings.flink_master, settings.timeout_s)
+
+    def _args(self, settings, live):
+        args = ["--runner=FlinkRunner", f"--flink_master={settings.flink_master}", f"--flink_version={FLINK_VERSION}",
+                f"--flink_job_server_jar={flink_job_server_jar()}", *self._environment(settings)]
+        if settings.parallelism:
+            args.append(f"--parallelism={settings.parallelism}")
+        # No checkpointing by default: with it, Beam keeps Flink's impulse source alive for ever and a
+        # drained job never finishes. Without it Flink never finalizes bundles, so a live run's offsets
+        # are committed when it drains (see run_command), not while it runs.
+        return args
+
+
+def check_flink_master(master: str, timeout_s: float) -> None:
+    """A Flink JobManager answers on its REST port (``/config``); anything else is an error."""
+    address = master.removeprefix("http://").removeprefix("https://").rstrip("/")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--flink-master {master}: write HOST:PORT (the JobManager's REST address) or [local]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise KappaError(f"--flink-master {master}: nothing answers there ({err.strerror or err})") from None
+    try:
+        with urllib.request.urlopen(f"http://{address}/config", timeout=timeout_s) as response:
+            if b"flink-version" not in response.read(65536):
+                raise KappaError(f"--flink-master {master}: answers, but is not a Flink REST endpoint")
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise KappaError(f"--flink-master {master}: answers, but not as a Flink REST endpoint ({err})") from None
+
+
+class _Dataflow(_Profile):
+    name = "dataflow"
+
+    def preflight(self, settings, live):
+        super().preflight(settings, live)
+        d = settings.dataflow
+        missing = [flag for flag, value in (("--project", d.project), ("--region", d.region),
+                                            ("--temp-location", d.temp_location)) if not value]
+        if missing:
+            raise UsageError(f"--runner dataflow: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+        for flag, value in (("--temp-location", d.temp_location), ("--staging-location", d.staging_location)):
+            if value and not value.startswith("gs://"):
+                raise UsageError(f"{flag} {value}: Dataflow needs a Cloud Storage path (gs://BUCKET/PATH)")
+        if d.max_num_workers and d.num_workers and d.max_num_workers < d.num_workers:
+            raise UsageError(f"--max-num-workers {d.max_num_workers}: fewer than --num-workers {d.num_workers}")
+        for flag, value in (("--requirements-file", d.requirements_file), ("--setup-file", d.setup_file)):
+            if value and not Path(value).is_file():
+                raise UsageError(f"{flag} {value}: no such file")
+        if settings.environment_type not in (None, "DOCKER"):
+            raise UsageError(f"--environment-type {settings.environment_type}: Dataflow workers run DOCKER containers")
+
+    def _args(self, settings, live):
+        d = settings.dataflow
+        args = ["--runner=DataflowRunner", f"--project={d.project}", f"--region={d.region}",
+                f"--temp_location={d.temp_location}",
+                f"--staging_location={d.staging_location or d.temp_location.rstrip('/') + '/staging'}",
+                f"--setup_file={d.setup_file or _REPO / 'pyproject.toml'}"]
+        if live and d.streaming_engine:
+            args.append("--enable_streaming_engine")
+        for flag, value in (("num_workers", d.num_workers), ("max_num_workers", d.max_num_workers),
+                            ("machine_type", d.machine_type), ("disk_size_gb", d.disk_size_gb),
+                            ("service_account_email", d.service_account), ("network", d.network),
+                            ("subnetwork", d.subnetwork), ("sdk_container_image", d.sdk_container_image),
+                            ("requirements_file", d.requirements_file), ("dataflow_job_file", d.job_file)):
+            if value is not None:
+                args.append(f"--{flag}={value}")
+        if d.max_num_workers:
+            args.append("--autoscaling_algorithm=THROUGHPUT_BASED")
+        if d.dry_run:
+            args.append("--dry_run=True")
+        return args
+
+
+PROFILES = {p.name: p for p in (_Direct(), _Prism(), _Flink(), _Dataflow())}
+
+
+def profile_for(name: str) -> _Profile:
+    if name not in PROFILES:
+        raise UsageError(f"--runner {name}: unknown runner (choose from {', '.join(RUNNERS)})")
+    return PROFILES[name]

@@ -1,0 +1,335 @@
+"""``kappa replay`` and ``kappa live``: one pipeline, any source, any sink, any runner.
+
+Everything the user typed is checked before any work starts (pipeline and window
+settings, source and sink addresses, the runner's tools, a Flink master, the sink's
+directory or broker); then the replay points are resolved into a manifest, saved in
+the run directory, and the job runs:
+
+* **replay**: a bounded read of the manifest's ranges; the runner runs it as a batch
+  job where it can, and kappa shows a progress bar, then a summary.
+* **live**: an unbounded read committing to the run's consumer group. Ctrl-C, SIGTERM
+  or ``--stop-after`` *drains* the run: every reader stops where it is, every open
+  window closes as in a replay, and the offsets consumed are saved as a bounded
+  manifest (``<run-dir>/manifest.json``), so ``kappa replay --manifest`` reads exactly
+  them again. A second Ctrl-C cancels instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import apache_beam as beam
+
+from pipelines import PIPELINES
+from replay.errors import ReplayError
+from replay.kafka_log import commit_offsets
+from replay.manifest import DecodingSpec, Manifest
+from replay.progress import RunChannel
+from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
+from runners.errors import KappaError, UsageError
+from runners.home import default_registry_path, kappa_home
+from runners.profiles import DataflowSettings, RunnerSettings, profile_for
+from runners.progress_view import ProgressView, metric_counts, summary_lines
+from runners.run_flags import add_run_flags
+from runners.sinks import parse_dead_letter_sink, parse_sink
+from transforms.config import SETTINGS, ConfigError, windowing_config
+from transforms.durations import format_duration_ms
+
+__all__ = ["Job", "add_parsers", "build_pipeline", "prepare"]
+
+REPLAY_EXAMPLES = """\
+examples:
+  kappa replay --pipeline merchant_totals --source kafka://127.0.0.1:9092/payment_msg \\
+      --from 2026-11-20T09:00:00Z --to now --runner direct --sink file:out/totals.jsonl
+  kappa replay --manifest .kappa/runs/merchant_totals-20261121T090000Z/manifest.json --sink file:out/replay.jsonl
+  kappa replay --pipeline user_sessions --source file:archive/commerce.jsonl --format json --runner flink
+  kappa replay --config jobs/totals.toml --runner dataflow --project p --region europe-west1 \\
+      --temp-location gs://bucket/tmp --dry-run --job-file job.json
+"""
+
+LIVE_EXAMPLES = """\
+examples:
+  kappa live --pipeline merchant_totals --source kafka://127.0.0.1:9092/payment_msg --sink file:out/live.jsonl
+  kappa live --pipeline merchant_totals --source kafka://HOST:PORT/payment_msg --from group:merchant-totals \\
+      --runner flink --sink kafka://HOST:PORT/merchant_totals
+  kappa live --pipeline merchant_totals --source kafka://127.0.0.1:9092/payment_msg --early-firing 10s \\
+      --stop-after 2m --sink console
+Stopping (Ctrl-C, SIGTERM or --stop-after) drains the run and saves the offsets it consumed as
+<run-dir>/manifest.json: `kappa replay --manifest` of that file gives the same final windows.
+"""
+
+
+def add_parsers(subparsers) -> None:
+    replay = subparsers.add_parser(
+        "replay", help="run a pipeline over history: a bounded replay of the log from a chosen point",
+        description="Resolve --from/--to into a manifest (saved in the run directory), read exactly those records "
+                    "through the pipeline and write its results to the sink. Runs as a batch job; shows progress and "
+                    "ends with a summary.",
+        epilog=REPLAY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_flags(replay, "replay")
+    replay.set_defaults(run=run_replay)
+    live = subparsers.add_parser(
+        "live", help="run a pipeline over live data, until drained (Ctrl-C) or --stop-after",
+        description="Follow the log from --from on a streaming runner, committing progress to the run's consumer "
+                    "group once results are durable. Shows the watermark and the lag per partition.",
+        epilog=LIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_flags(live, "live")
+    live.set_defaults(run=run_live)
+
+
+@dataclass
+class Job:
+    """A checked, resolved run: what ``build_pipeline`` needs, and how to launch it."""
+
+    pipeline: beam.PTransform
+    read: beam.PTransform
+    sink: object
+    dead_sink: object
+    profile: object
+    runner_settings: RunnerSettings
+    live: bool
+    run_dir: Path
+    channel: RunChannel
+    manifest: Manifest | None
+    source_text: str
+    group: str | None = None  #: live Kafka runs: the consumer group they commit to
+
+
+def run_replay(args) -> int:
+    return _run(prepare(args, live=False), args)
+
+
+def run_live(args) -> int:
+    return _run(prepare(args, live=True), args)
+
+
+def prepare(args, live: bool) -> Job:
+    """Check every input, then resolve the source; raises UsageError/KappaError naming the problem."""
+    manifest_in = Manifest.load(args.manifest) if getattr(args, "manifest", None) else None
+    if manifest_in is not None and manifest_in.live:
+        raise UsageError(f"--manifest {args.manifest}: a live manifest has no end; replay a drained run's manifest.json")
+    name = args.pipeline or (manifest_in.pipeline.get("name") if manifest_in else None)
+    if not name:
+        raise UsageError("--pipeline: which pipeline? (choose from " + ", ".join(sorted(PIPELINES)) + ")")
+    if name not in PIPELINES:
+        raise UsageError(f"--pipeline {name}: unknown pipeline (choose from {', '.join(sorted(PIPELINES))})")
+    saved = manifest_in.pipeline.get("settings", {}) if manifest_in else {}
+    overrides = {**saved, **{s: getattr(args, s) for s in SETTINGS if getattr(args, s) is not None}}
+    try:
+        config = windowing_config(PIPELINES[name].DEFAULTS, overrides)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    pipeline = PIPELINES[name](config)
+    if manifest_in is None and not args.source:
+        raise UsageError("--source: where to read from? (kafka://HOST:PORT/TOPIC, pubsub://PROJECT/SUBSCRIPTION, "
+                         "file:PATH" + ("" if live else ", or --manifest FILE") + ")")
+    try:
+        source = None if manifest_in else parse_source(args.source)
+    except ReplayError as err:
+        raise UsageError(str(err)) from None
+    if live and isinstance(source, ArchiveSource):
+        raise UsageError(f"--source {args.source}: an archive file is history; use `kappa replay` for it")
+    sink = parse_sink(args.sink, "--sink")
+    dead_sink = parse_dead_letter_sink(args.dead_letter) if args.dead_letter else sink.dead_letter_default()
+    settings = _runner_settings(args, name)
+    profile = profile_for(args.runner)
+    profile.preflight(settings, live)
+    sink.preflight(args.timeout)
+    dead_sink.preflight(args.timeout)
+
+    run_dir = args.run_dir or kappa_home() / "runs" / f"{name}-{_stamp()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    channel = RunChannel(run_dir)
+    schema = args.schema or pipeline.input_schema
+    described = {"name": name, "settings": {s: v for s, v in overrides.items() if v is not None}}
+    if manifest_in is not None:
+        manifest = replace(manifest_in, pipeline=described)
+    elif isinstance(source, KafkaSource):
+        manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, live, described)
+    else:
+        manifest = None
+    read = _read_transform(args, source, manifest, schema, config.max_out_of_orderness_ms, live, channel)
+    if manifest is not None:
+        manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
+    return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
+               str(source or args.manifest), getattr(args, "group", None))
+
+
+def _runner_settings(args, name: str) -> RunnerSettings:
+    dataflow = DataflowSettings(
+        args.project, args.region, args.temp_location, args.staging_location, args.streaming_engine,
+        args.num_workers, args.max_num_workers, args.machine_type, args.disk_size_gb, args.service_account,
+        args.network, args.subnetwork, args.sdk_container_image, args.requirements_file, args.setup_file,
+        args.dry_run, args.job_file)
+    job_name = args.job_name or f"kappa-{name.replace('_', '-')}-{_stamp().lower()}"
+    return RunnerSettings(args.runner, args.flink_master, args.parallelism, args.environment_type,
+                          args.environment_config, job_name, dataflow, args.timeout)
+
+
+def _plan(args, source: KafkaSource, schema: str, bound_ms: int, live: bool, described: dict) -> Manifest:
+    from replay.plan import plan_kafka_replay
+
+    registry = str(args.registry or default_registry_path())
+    confluent = args.format == "confluent"
+    decoding = DecodingSpec(args.format, schema, registry if confluent else None,
+                            f"{source.topic}-value" if confluent else None)
+
+    def plan(start: str, stop: str) -> Manifest:
+        return plan_kafka_replay(source.bootstrap, source.topic, start, stop, decoding, args.event_time, bound_ms,
+                                 args.on_missing_offsets, args.isolation_level, described, timeout_s=args.timeout)
+
+    if not live:
+        return plan(args.start, args.stop)
+    args.group = args.group or (args.start[len("group:"):] if (args.start or "").startswith("group:")
+                                else f"kappa-{described['name']}")
+    if args.start is not None:
+        return plan(args.start, "never")
+    try:
+        return plan(f"group:{args.group}", "never")
+    except ReplayError as err:
+        if "no committed offset" not in str(err):
+            raise
+        return plan("latest", "never")  # a new group starts at the end of the log
+
+
+def _read_transform(args, source, manifest, schema, bound_ms, live, channel):
+    from replay.archive_source import ReadArchive
+    from replay.kafka_source import ReadFromKafkaReplay
+
+    if manifest is not None:
+        group = args.group if live else None
+        return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel)
+    if isinstance(source, PubSubSource):
+        from runners.replay_command import pubsub_settings
+
+        if live:
+            args.start, args.stop = args.start or "latest", "never"
+        return _pubsub_read(pubsub_settings(args, source, schema, bound_ms), channel)
+    return ReadArchive([source.path], schema, args.event_time)
+
+
+def _pubsub_read(settings, channel):
+    from replay.pubsub_source import ReadFromPubSubReplay
+
+    return ReadFromPubSubReplay(replace(settings, channel=channel))
+
+
+def build_pipeline(p: beam.Pipeline, job: Job) -> None:
+    """Source -> pipeline -> sink, with every dead letter (source's and pipeline's) to the dead-letter sink."""
+    read = p | "Read" >> job.read
+    out = read["records"] | "Pipeline" >> job.pipeline
+    job.sink.write_results(out["results"], job.live)
+    dead = (read["dead_letters"], out["dead_letters"]) | "AllDeadLetters" >> beam.Flatten()
+    job.dead_sink.write_dead_letters(dead, job.live)
+
+
+def _run(job: Job, args) -> int:
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    say = lambda text: print(f"kappa: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    what = f"{job.manifest.total:,} offsets of {job.manifest.topic}" if job.manifest and not job.live else job.source_text
+    say(f"{'live' if job.live else 'replay'} {job.pipeline.name} on {job.profile.name}: {what}")
+    say(job.pipeline.config.describe())
+    say(f"results -> {job.sink.describe()}; dead letters -> {job.dead_sink.describe()}; run dir {job.run_dir}")
+    options = job.profile.options(job.runner_settings, job.live)
+    started = time.monotonic()
+    p = beam.Pipeline(runner=job.profile.runner(), options=options)
+    build_pipeline(p, job)
+    view = ProgressView(job.channel, job.manifest, job.live)
+    with (view if not args.quiet else _Nothing()):
+        result = p.run()
+        if job.runner_settings.dataflow.dry_run:
+            job_file = job.runner_settings.dataflow.job_file
+            if job_file:  # Beam writes it only when it submits
+                from runners.dataflow_job import job_json
+
+                Path(job_file).write_text(job_json(result.job) + "\n")
+            say("dry run: the Dataflow job was built and checked, not submitted"
+                + (f"; its description is in {job_file}" if job_file else ""))
+            return 0
+        if job.live:
+            _follow(result, job, args, say)
+        else:
+            result.wait_until_finish()
+    state = str(result.state)
+    for line in summary_lines(metric_counts(result), time.monotonic() - started):
+        say(line)
+    if job.live and job.manifest is not None:
+        _save_drained_manifest(job, say)
+    if "DONE" not in state and not (job.live and "CANCELLED" in state):
+        raise KappaError(f"the job ended {state}; see the runner's log above")
+    return 0
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _follow(result, job: Job, args, say) -> None:
+    """Wait for a stop request (signal or --stop-after), then drain; a second request cancels."""
+    requests = threading.Event()
+    count = [0]
+
+    def on_signal(signum, frame):
+        count[0] += 1
+        requests.set()
+        if count[0] > 1:
+            say("stopping now (cancel)")
+            result.cancel()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        deadline = None if args.stop_after is None else time.monotonic() + args.stop_after / 1000
+        say("running; Ctrl-C drains and stops" + (f" (or after {format_duration_ms(args.stop_after)})"
+                                                  if args.stop_after else ""))
+        while not requests.is_set() and not _terminal(result):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            requests.wait(1.0)
+        if not _terminal(result):
+            say("draining: readers stop where they are, open windows close (Ctrl-C again cancels)")
+            job.channel.request_stop()
+            result.wait_until_finish()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _terminal(result) -> bool:
+    return any(word in str(result.state) for word in ("DONE", "FAILED", "CANCELLED", "STOPPED", "DRAINED"))
+
+
+def _save_drained_manifest(job: Job, say) -> None:
+    positions = job.channel.positions()
+    undrained = [r.partition for r in job.manifest.ranges
+                 if not positions.get(f"{r.topic}-{r.partition}", {}).get("drained")]
+    if undrained:
+        say(f"partitions {undrained} were not drained (the run was cancelled or failed): no replay manifest saved")
+        return
+    ranges = []
+    for r in job.manifest.ranges:
+        stop = positions[f"{r.topic}-{r.partition}"]["position"]
+        ranges.append(replace(r, stop=stop, stop_selector=f"drained at {stop}"))
+    drained = replace(job.manifest, ranges=tuple(ranges), to_point="drained")
+    path = job.run_dir / "manifest.json"
+    drained.save(path)
+    # The pipeline has finished, so every result is durable: the next live run of the group
+    # starts exactly here, whether or not the runner finalized bundles while it ran.
+    commit_offsets(drained.bootstrap, job.group, drained.topic, {r.partition: r.stop for r in ranges})
+    say(f"committed the drained offsets to consumer group {job.group}")
+    say(f"the live run read {drained.total:,} offsets; replay exactly them with: kappa replay --manifest {path}")
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
