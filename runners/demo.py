@@ -1,108 +1,144 @@
-"""``kappa demo``: the README's first command.
+"""``kappa demo``: the README's first command, the Kappa promise end to end.
 
-Starts the local Kafka broker, produces a few minutes of seeded payments with
-some disorder, reads exactly the records it produced back from the broker, and
-prints a per-merchant count and total. (Later stages replace the read-back with
-a live run and a replay checked by ``kappa verify``.)
+1. starts the local Kafka broker (``kappa local up``) on a fresh topic;
+2. runs ``merchant_totals`` live on the local streaming runner (prism), from the
+   start of the topic, writing early and on-time panes to files;
+3. produces a few minutes of seeded payments as they happen, some out of order;
+4. drains the live run (as Ctrl-C would): the offsets it read become a manifest;
+5. replays exactly those offsets on DirectRunner, as a batch job;
+6. ``kappa verify``: the live run's final windows equal the replay's.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import signal
+import subprocess
+import sys
+import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 
 from runners import cliargs
 from runners.errors import KappaError
 from runners.home import default_registry_path
-from replay.kafka_log import KafkaTopicLog, consumer_config
 from runners.kafka_util import admin_client, ensure_topic
 from runners.local.command import local_stack
 from runners.produce import DOMAINS, DisorderSpec, plan_arrivals, produce_events
 from runners.produce.writer import Progress
-from schemas import DecodeError, FileSchemaRegistry, make_codec
+from runners.sinks import read_window_file, window_files
+from schemas import FileSchemaRegistry, make_codec
 
 __all__ = ["add_parser"]
+
+WINDOWING = ["--window", "fixed:20s", "--early-firing", "5s", "--max-out-of-orderness", "10s"]
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo",
-        help="start the local broker, produce demo payments, read them back, print per-merchant totals",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--count", type=cliargs.positive_int, default=3000, help="payments to produce (default 3000)")
+        "demo", help="live run, replay of the same offsets, and kappa verify agreeing, on the local stack",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=cliargs.positive_float, default=2.0,
+                   help="how many minutes of payments to produce, as they happen (default 2)")
+    p.add_argument("--rate", type=cliargs.positive_float, default=20.0, help="payments per second (default 20)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--topic", default="payment_msg", help="topic (default payment_msg)")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="where results go (default out/demo)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    say = lambda text: print(f"\n== {text}", flush=True)  # noqa: E731
     broker, _ = local_stack()
     if not broker.running():
-        print(f"starting Kafka on {broker.bootstrap} ...", flush=True)
+        say(f"starting Kafka on {broker.bootstrap}")
         broker.start()
-    admin = admin_client(broker.bootstrap)
-    ensure_topic(admin, args.topic, 4)
-    before = _high_watermarks(broker.bootstrap, args.topic)
+    topic = f"demo-payments-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    ensure_topic(admin_client(broker.bootstrap), topic, 4)
+    source = f"kafka://{broker.bootstrap}/{topic}"
+    live_sink, replay_sink = args.out / "live" / "totals.jsonl", args.out / "replay" / "totals.jsonl"
+    run_dir = args.out / "live-run"
 
+    say(f"live merchant_totals on prism, reading {source} (windows of 20 s, early panes every 5 s)")
+    live = _start_live(source, live_sink, run_dir)
+    live.wait_for("running;", timeout_s=180)
+
+    count = int(args.minutes * 60 * args.rate)
+    say(f"producing {count} payments over {args.minutes:g} minutes, 10% of them up to 5 s out of order")
     domain = DOMAINS["payments"]
-    rate = 10.0
-    start_ms = int(time.time() * 1000) - int(args.count / rate * 1000)  # history ending about now
-    spec = DisorderSpec(disorder_fraction=0.1, max_disorder_ms=20_000, late_fraction=0.01, late_by_ms=120_000)
-    plan = plan_arrivals(args.count, args.seed, start_ms, rate, spec)
-    codec = make_codec("confluent", domain.schema, FileSchemaRegistry(default_registry_path()), f"{args.topic}-value")
-    summary = produce_events(domain, plan, args.seed, kafka=(broker.bootstrap, args.topic, codec), wait=False,
+    plan = plan_arrivals(count, args.seed, int(time.time() * 1000), args.rate,
+                         DisorderSpec(disorder_fraction=0.1, max_disorder_ms=5_000))
+    codec = make_codec("confluent", domain.schema, FileSchemaRegistry(default_registry_path()), f"{topic}-value")
+    summary = produce_events(domain, plan, args.seed, kafka=(broker.bootstrap, topic, codec), wait=True,
                              progress=Progress("produce payments"))
-    print("\n".join(summary.lines(domain, f"{args.topic} at {broker.bootstrap}")))
+    print("\n".join(summary.lines(domain, f"{topic} at {broker.bootstrap}")))
 
-    after = _high_watermarks(broker.bootstrap, args.topic)
-    counts, totals, read, bad = _read_back(broker.bootstrap, args.topic, before, after, codec)
-    print(f"\nread back {read} records from offsets {before} up to {after}; undecodable: {bad}")
-    print(f"\n{'merchant':<20}{'payments':>10}{'total amount':>16}")
-    for merchant in sorted(counts, key=lambda m: (-counts[m], m)):
-        print(f"{merchant:<20}{counts[merchant]:>10}{totals[merchant]:>16,.2f}")
-    if read != summary.count:
-        raise KappaError(f"produced {summary.count} payments but read back {read}")
-    return 0
+    say("draining the live run (what Ctrl-C does): readers stop where they are, open windows close")
+    time.sleep(3)
+    live.stop()
+    panes = collections.Counter(r["timing"] for r in _results(live_sink))
+    print(f"live panes written: {', '.join(f'{n} {t}' for t, n in sorted(panes.items()))}")
+
+    from runners.cli import main
+
+    say("replaying exactly the offsets the live run read, on DirectRunner (a batch job)")
+    if main(["replay", "--manifest", str(run_dir / "manifest.json"), "--runner", "direct",
+             "--sink", f"file:{replay_sink}"]) != 0:
+        raise KappaError("the replay failed")
+    _print_totals(replay_sink)
+
+    say(f"kappa verify file:{live_sink} file:{replay_sink}")
+    return main(["verify", f"file:{live_sink}", f"file:{replay_sink}"])
 
 
-def _high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
-    with KafkaTopicLog(bootstrap, topic) as log:
-        return {p: log.watermarks(p)[1] for p in log.partitions()}
+class _Live:
+    """``kappa live`` as a child process; its stderr is echoed, indented."""
+
+    def __init__(self, argv: list[str]):
+        self.proc = subprocess.Popen([sys.executable, "-m", "runners.cli", "live", *argv],
+                                     stderr=subprocess.PIPE, text=True)
+        self.seen = threading.Event()
+        self.marker = None
+        threading.Thread(target=self._echo, daemon=True).start()
+
+    def _echo(self):
+        for line in self.proc.stderr:
+            if not line.startswith(("INFO:", "WARNING:")):
+                sys.stderr.write(f"   live | {line}")
+            if self.marker and self.marker in line:
+                self.seen.set()
+
+    def wait_for(self, marker: str, timeout_s: float) -> None:
+        self.marker = marker
+        deadline = time.monotonic() + timeout_s
+        while not self.seen.wait(0.5):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise KappaError("the live run did not start (its output is above)")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        if self.proc.wait(timeout=300) != 0:
+            raise KappaError(f"the live run ended with exit code {self.proc.returncode} (its output is above)")
 
 
-def _read_back(bootstrap, topic, start: dict[int, int], stop: dict[int, int], codec):
-    """Read exactly [start, stop) of every partition (explicit assignment, no group commits)."""
-    from confluent_kafka import Consumer, TopicPartition
+def _start_live(source: str, sink: Path, run_dir: Path) -> _Live:
+    return _Live(["--pipeline", "merchant_totals", "--source", source, "--from", "earliest", "--runner", "prism",
+                  *WINDOWING, "--sink", f"file:{sink}", "--run-dir", str(run_dir)])
 
-    consumer = Consumer(consumer_config(bootstrap, "kappa-demo"))
-    consumer.assign([TopicPartition(topic, p, o) for p, o in start.items() if o < stop[p]])
-    remaining = {p for p in start if start[p] < stop[p]}
+
+def _results(sink: Path) -> list[dict]:
+    return [r for path in window_files(sink) for r in read_window_file(path)]
+
+
+def _print_totals(sink: Path) -> None:
     counts: collections.Counter = collections.Counter()
     totals: dict[str, Decimal] = collections.defaultdict(Decimal)
-    read = bad = 0
-    deadline = time.monotonic() + 60
-    try:
-        while remaining and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, timeout=1.0):
-                if msg.error() or msg.partition() not in remaining:
-                    continue
-                if msg.offset() >= stop[msg.partition()]:
-                    remaining.discard(msg.partition())
-                    continue
-                read += 1
-                try:
-                    payment = codec.decode(msg.value())
-                except DecodeError:
-                    bad += 1
-                else:
-                    counts[payment["merchant"]["name"]] += 1
-                    totals[payment["merchant"]["name"]] += payment["amount"]
-                if msg.offset() + 1 >= stop[msg.partition()]:
-                    remaining.discard(msg.partition())
-    finally:
-        consumer.close()
-    return counts, totals, read, bad
+    for r in _results(sink):
+        if r["is_last"]:
+            counts[r["key"]] += r["values"]["count"]
+            totals[r["key"]] += Decimal(str(r["values"]["total_amount"]))
+    print(f"\n{'merchant':<20}{'payments':>10}{'total amount':>16}   (sum of the replay's final windows)")
+    for merchant in sorted(counts, key=lambda m: (-counts[m], m)):
+        print(f"{merchant:<20}{counts[merchant]:>10}{totals[merchant]:>16,.2f}")
