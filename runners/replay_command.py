@@ -13,6 +13,8 @@ from pathlib import Path
 import apache_beam as beam
 
 from runners import cliargs
+from runners.profiles import profile_for
+from runners.progress_view import metric_counts
 from runners.home import default_registry_path
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest
@@ -171,15 +173,16 @@ def run_read(args) -> int:
         mode = "following it live (Ctrl-C stops)" if label.live else f"{label.total} records"
         print(f"reading {label.topic} from offsets {starts}: {mode}", file=sys.stderr, flush=True)
     started = time.monotonic()
-    counts = _Counts()
-    options = PipelineOptions(["--runner=DirectRunner"], streaming=False)
-    with beam.Pipeline(options=options) as pipeline:
-        out = pipeline | "Read" >> read
-        out["records"] | "WriteRecords" >> beam.ParDo(_WriteJsonLines(args.out, schema, "records", counts.key))
-        out["dead_letters"] | "WriteDeadLetters" >> beam.ParDo(
-            _WriteJsonLines(str(dead_path) if dead_path else "stderr", None, "dead", counts.key))
+    pipeline = beam.Pipeline(runner=profile_for("direct").runner(), options=PipelineOptions([]))
+    out = pipeline | "Read" >> read
+    out["records"] | "WriteRecords" >> beam.ParDo(_WriteJsonLines(args.out, schema, "records"))
+    out["dead_letters"] | "WriteDeadLetters" >> beam.ParDo(
+        _WriteJsonLines(str(dead_path) if dead_path else "stderr", None, "dead"))
+    result = pipeline.run()
+    result.wait_until_finish()
     took = time.monotonic() - started
-    summary = counts.summary()
+    counts = metric_counts(result)
+    summary = {kind: counts.get(f"read_{kind}_written", 0) for kind in ("records", "dead")}
     print(f"read {summary['records']} records and {summary['dead']} dead letters "
           f"{'' if dead_path is None else f'(to {dead_path}) '}in {took:.1f}s", file=sys.stderr)
     return 0
@@ -211,26 +214,14 @@ def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSetti
     return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute, bound_ms, host, stop_ms)
 
 
-class _Counts:
-    """Counts shared with the in-process DirectRunner workers, by a key in a module table."""
-
-    _table: dict[str, dict[str, int]] = {}
-
-    def __init__(self):
-        self.key = f"read-{id(self)}"
-        self._table[self.key] = {"records": 0, "dead": 0}
-
-    def summary(self) -> dict[str, int]:
-        return self._table.pop(self.key)
-
-
 class _WriteJsonLines(beam.DoFn):
     """Append each element as one JSON line (records with their value in JSON form)."""
 
     _lock = threading.Lock()
 
-    def __init__(self, target: str, schema: str | None, kind: str, counts_key: str):
-        self.target, self.schema, self.kind, self.counts_key = target, schema, kind, counts_key
+    def __init__(self, target: str, schema: str | None, kind: str):
+        self.target, self.schema, self.kind = target, schema, kind
+        self.written = beam.metrics.Metrics.counter("kappa", f"read_{kind}_written")
 
     def setup(self):
         from schemas import make_codec
@@ -258,7 +249,7 @@ class _WriteJsonLines(beam.DoFn):
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
-            _Counts._table[self.counts_key][self.kind] += 1
+        self.written.inc()
 
     def teardown(self):
         if self.stream not in (sys.stdout, sys.stderr):
