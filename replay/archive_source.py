@@ -12,7 +12,7 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from replay.decoding import DEAD_LETTER, RecordDecoder, at_event_time, expand_read
+from replay.decoding import DEAD_LETTER, RECORDS_READ, RecordDecoder, at_event_time, count_dead_letter, expand_read
 from replay.errors import ReplayError
 from schemas import make_codec
 from schemas.records import Provenance, SourceRecord
@@ -51,9 +51,11 @@ class _ReadArchiveFn(beam.DoFn):
 
     def process(self, path: str):
         for out in read_archive_records(Path(path), self.schema, self.event_time):
+            RECORDS_READ.inc()
             if type(out) is SourceRecord:
                 yield at_event_time(out)
             else:
+                count_dead_letter(out.reason)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, out)
 
 

@@ -15,6 +15,7 @@ import apache_beam as beam
 import sys
 
 from apache_beam.io.iobase import WatermarkEstimator
+from apache_beam.metrics import Metrics
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
@@ -25,8 +26,18 @@ from schemas.records import DeadLetter, Provenance, SourceRecord
 from transforms.event_time import EventTimeSpec, InvalidEventTime
 from transforms.watermark import OutOfOrdernessWatermark
 
-__all__ = ["DEAD_LETTER", "FAILURES", "LIVE_STOP", "RecordDecoder", "SourceWatermark", "at_event_time", "expand_read",
+__all__ = ["DEAD_LETTER", "FAILURES", "LIVE_STOP", "METRICS_NAMESPACE", "RECORDS_READ", "count_dead_letter", "RecordDecoder", "SourceWatermark", "at_event_time", "expand_read",
            "offset_tracker"]
+
+#: Beam metrics of every kappa transform live in this namespace.
+METRICS_NAMESPACE = "kappa"
+#: Records (offsets, messages, lines) a source has read, good or bad.
+RECORDS_READ = Metrics.counter(METRICS_NAMESPACE, "records_read")
+
+
+def count_dead_letter(reason: str) -> None:
+    Metrics.counter(METRICS_NAMESPACE, f"dead_letters_{reason}").inc()
+
 
 #: The tag of every source's dead-letter output.
 DEAD_LETTER = "dead_letter"

@@ -31,22 +31,19 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.io.iobase import RestrictionTracker
 from apache_beam.io.restriction_trackers import OffsetRange
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from replay.errors import ReplayError
 from replay.progress import RunChannel
 from replay.manifest import DecodingSpec, Manifest, PartitionRange
-from replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, RecordDecoder, SourceWatermark, at_event_time,
-                             expand_read, offset_tracker)
+from replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder,
+                             SourceWatermark, at_event_time, count_dead_letter, expand_read, offset_tracker)
 from schemas.records import Provenance, SourceRecord
 from transforms.event_time import BROKER_TIMESTAMP_TYPES, EventTimeSpec
 
 __all__ = ["DEAD_LETTER", "METRICS_NAMESPACE", "ReadFromKafkaReplay", "ReadSettings"]
 
-METRICS_NAMESPACE = "kappa"
-_READ = Metrics.counter(METRICS_NAMESPACE, "records_read")  # offsets read, good or bad
 
 
 
@@ -229,7 +226,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         broker_types = BROKER_TIMESTAMP_TYPES
         topic, partition = part.topic, part.partition
         newest = None
-        _READ.inc(len(messages))
+        RECORDS_READ.inc(len(messages))
         for msg in messages:
             ts_type, broker_ms = msg.timestamp()
             payload = msg.value()
@@ -238,7 +235,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                 value, event_ms = parse(payload, broker_ms, broker_types.get(ts_type))
             except FAILURES as err:
                 dead = self._decoder.dead_letter(err, payload, msg.key(), provenance)
-                Metrics.counter(METRICS_NAMESPACE, f"dead_letters_{dead.reason}").inc()
+                count_dead_letter(dead.reason)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, beam.window.TimestampedValue(
                     dead, Timestamp(micros=max(broker_ms, 0) * 1000)))
                 continue

@@ -33,11 +33,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from replay.decoding import (DEAD_LETTER, FAILURES, RecordDecoder, SourceWatermark, at_event_time, expand_read,
-                             offset_tracker)
+from replay.decoding import (DEAD_LETTER, FAILURES, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder, SourceWatermark,
+                             at_event_time, count_dead_letter, expand_read, offset_tracker)
 from replay.errors import ReplayError
 from replay.progress import RunChannel
-from replay.kafka_source import METRICS_NAMESPACE
 from replay.manifest import DecodingSpec
 from replay.points import AtInstant, Earliest, FromPoint, Snapshot
 from schemas.records import Provenance, SourceRecord
@@ -212,6 +211,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                 return
 
     def _emit(self, subscription, items, watermark):
+        RECORDS_READ.inc(len(items))
         newest = None
         id_attribute = self.settings.id_attribute
         for item, publish_ms in items:
@@ -230,7 +230,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                 value, event_ms = self._decoder.parse(message.data, publish_ms, None, None, attributes)
             except FAILURES as err:
                 dead = self._decoder.dead_letter(err, message.data, None, provenance)
-                Metrics.counter(METRICS_NAMESPACE, f"dead_letters_{dead.reason}").inc()
+                count_dead_letter(dead.reason)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, beam.window.TimestampedValue(
                     dead, Timestamp(micros=publish_ms * 1000)))
                 continue

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from replay.kafka_source import METRICS_NAMESPACE
+from replay.decoding import METRICS_NAMESPACE
 from replay.manifest import Manifest
 from replay.progress import RunChannel
 from schemas.jsonform import format_instant
