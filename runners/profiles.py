@@ -136,6 +136,11 @@ class _Flink(_Profile):
                              "run `kappa local install` (or scripts/dev setup)")
         if settings.flink_master != LOCAL_MASTER:
             check_flink_master(settings.flink_master, settings.timeout_s)
+            host = settings.flink_master.removeprefix("http://").rpartition(":")[0]
+            if settings.environment_type is None and host not in ("localhost", "127.0.0.1", "[::1]"):
+                raise UsageError(f"--flink-master {settings.flink_master}: the cluster's workers cannot reach this "
+                                 "process (LOOPBACK); give --environment-type PROCESS, EXTERNAL or DOCKER "
+                                 "with --environment-config")
 
     def _args(self, settings, live):
         args = ["--runner=FlinkRunner", f"--flink_master={settings.flink_master}", f"--flink_version={FLINK_VERSION}",

@@ -39,7 +39,7 @@ from runners.home import default_registry_path, kappa_home
 from runners.profiles import DataflowSettings, RunnerSettings, profile_for
 from runners.progress_view import ProgressView, metric_counts, summary_lines
 from runners.run_flags import add_run_flags
-from runners.sinks import parse_dead_letter_sink, parse_sink
+from runners.sinks import ConsoleSink, FileSink, parse_dead_letter_sink, parse_sink
 from transforms.config import SETTINGS, ConfigError, windowing_config
 from transforms.durations import format_duration_ms
 
@@ -139,6 +139,9 @@ def prepare(args, live: bool) -> Job:
         raise UsageError(f"--source {args.source}: an archive file is history; use `kappa replay` for it")
     sink = parse_sink(args.sink, "--sink")
     dead_sink = parse_dead_letter_sink(args.dead_letter) if args.dead_letter else sink.dead_letter_default()
+    if args.runner == "dataflow" and not args.dry_run and isinstance(sink, (FileSink, ConsoleSink)):
+        raise UsageError(f"--sink {args.sink}: Dataflow workers would write it on their own disks; "
+                         "use kafka:// or pubsub://")
     settings = _runner_settings(args, name)
     profile = profile_for(args.runner)
     profile.preflight(settings, live)

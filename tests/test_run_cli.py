@@ -32,6 +32,12 @@ def _fails(capsys, argv: list[str]) -> tuple[int, str]:
      "--runner direct: cannot run a live pipeline"),
     (["replay", "--pipeline", "merchant_totals", "--source", "kafka://127.0.0.1:9/t", "--runner", "flink",
       "--flink-master", "nohostport"], 2, "--flink-master nohostport: write HOST:PORT"),
+    (["replay", "--pipeline", "merchant_totals", "--source", "kafka://127.0.0.1:9/t", "--runner", "dataflow",
+      "--project", "p", "--region", "r", "--temp-location", "gs://b/t", "--sink", "file:out/x.jsonl"], 2,
+     "Dataflow workers would write it on their own disks"),
+    (["replay", "--pipeline", "merchant_totals", "--source", "kafka://127.0.0.1:9/t", "--runner", "dataflow",
+      "--project", "p", "--region", "r", "--temp-location", "/tmp/x", "--dry-run"], 2,
+     "--temp-location /tmp/x: Dataflow needs a Cloud Storage path"),
 ])
 def test_bad_input_is_one_line_naming_the_problem(capsys, argv, code, message):
     got, err = _fails(capsys, argv)
