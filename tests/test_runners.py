@@ -178,3 +178,39 @@ def test_the_dataflow_job_is_built_and_checked_offline(kafka_bootstrap, kafka_ad
     missing = kappa("replay", *common, check=False)  # no --temp-location
     assert missing.returncode == 2
     assert missing.stderr.strip() == "kappa: error: --runner dataflow: --temp-location is required"
+
+
+@pytest.mark.pubsub
+def test_a_live_pubsub_run_on_prism_drains_with_every_message_in_a_final_window(pubsub_host, tmp_path):
+    import uuid
+
+    from runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
+    from schemas import make_codec
+    from tests.kafka_helpers import payment_at
+
+    publisher, subscriber = emulator_clients(pubsub_host)
+    name = f"live-{uuid.uuid4().hex[:10]}"
+    topic = publisher.topic_path(DEFAULT_PROJECT, name)
+    publisher.create_topic(request={"name": topic})
+    subscriber.create_subscription(request={"name": subscriber.subscription_path(DEFAULT_PROJECT, name),
+                                            "topic": topic})
+    os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host  # inherited by the child
+    out = tmp_path / "live"
+    run = _LiveRun("--pipeline", "merchant_totals", "--source", f"pubsub://{DEFAULT_PROJECT}/{name}",
+                   "--format", "json", "--runner", "prism", "--window", "fixed:4s", "--max-out-of-orderness", "1s",
+                   "--sink", f"file:{out / 'totals.jsonl'}", "--run-dir", tmp_path / "run")
+    try:
+        run.wait_for(lambda: "running;" in run.output, "start", 120)
+        codec = make_codec("json", "payment")
+        now = int(time.time() * 1000)
+        for n in range(200):
+            publisher.publish(topic, codec.encode(payment_at(now + n * 50, n))).result(30)
+        run.wait_for(lambda: any(r["timing"] == "ON_TIME" for r in _results(out)), "an on-time pane", 90)
+        time.sleep(5)  # all 200 were published before: a pull or two more and the reader has them all
+        run.proc.send_signal(signal.SIGINT)
+        assert run.proc.wait(timeout=120) == 0, run.output[-3000:]
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+    assert "draining" in run.output
+    assert sum(r["count"] for r in _results(out) if r["is_last"]) == 200
