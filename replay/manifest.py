@@ -84,7 +84,12 @@ class Manifest:
         return json.dumps(data, indent=2)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.to_json() + "\n")
+        except OSError as err:
+            raise ReplayError(f"cannot write the manifest to {path}: {err.strerror}") from None
 
     @classmethod
     def from_json(cls, text: str, origin: str = "manifest") -> "Manifest":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
@@ -235,7 +236,7 @@ def build_pipeline(p: beam.Pipeline, job: Job) -> None:
 
 
 def _run(job: Job, args) -> int:
-    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    log_path = _beam_log_to(job.run_dir / "beam.log")
     say = lambda text: print(f"kappa: {text}", file=sys.stderr, flush=True)  # noqa: E731
     what = f"{job.manifest.total:,} offsets of {job.manifest.topic}" if job.manifest and not job.live else job.source_text
     say(f"{'live' if job.live else 'replay'} {job.pipeline.name} on {job.profile.name}: {what}")
@@ -246,29 +247,77 @@ def _run(job: Job, args) -> int:
     p = beam.Pipeline(runner=job.profile.runner(), options=options)
     build_pipeline(p, job)
     view = ProgressView(job.channel, job.manifest, job.live)
-    with (view if not args.quiet else _Nothing()):
-        result = p.run()
-        if job.runner_settings.dataflow.dry_run:
-            job_file = job.runner_settings.dataflow.job_file
-            if job_file:  # Beam writes it only when it submits
-                from runners.dataflow_job import job_json
-
-                Path(job_file).write_text(job_json(result.job) + "\n")
-            say("dry run: the Dataflow job was built and checked, not submitted"
-                + (f"; its description is in {job_file}" if job_file else ""))
-            return 0
-        if job.live:
-            _follow(result, job, args, say)
-        else:
-            result.wait_until_finish()
+    try:
+        with (view if not args.quiet else _Nothing()):
+            result = p.run()
+            if job.runner_settings.dataflow.dry_run:
+                return _dry_run_done(result, job, say)
+            if job.live:
+                _follow(result, job, args, say)
+            else:
+                result.wait_until_finish()
+    except (KappaError, ReplayError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # the runner's report of a failed job: name its cause, keep the details in the log
+        logging.getLogger("apache_beam").exception("the job failed")
+        raise KappaError(f"the job failed: {_cause(err, log_path)} (details: {log_path})") from None
     state = str(result.state)
     for line in summary_lines(metric_counts(result), time.monotonic() - started):
         say(line)
     if job.live and job.manifest is not None:
         _save_drained_manifest(job, say)
     if "DONE" not in state and not (job.live and "CANCELLED" in state):
-        raise KappaError(f"the job ended {state}; see the runner's log above")
+        raise KappaError(f"the job ended {state} (details: {log_path})")
     return 0
+
+
+def _dry_run_done(result, job: Job, say) -> int:
+    job_file = job.runner_settings.dataflow.job_file
+    if job_file:  # Beam writes it only when it submits
+        from runners.dataflow_job import job_json
+
+        Path(job_file).write_text(job_json(result.job) + "\n")
+    say("dry run: the Dataflow job was built and checked, not submitted"
+        + (f"; its description is in {job_file}" if job_file else ""))
+    return 0
+
+
+def _beam_log_to(path: Path) -> Path:
+    """Beam's and the runners' logs (worker tracebacks included) go to the run directory;
+    the terminal keeps kappa's own lines, and a failure names its cause and this file."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "kappa_run_log", False):
+            root.removeHandler(handler)
+            handler.close()
+        elif isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.CRITICAL)  # Beam's basicConfig handler on stderr
+    handler = logging.FileHandler(path)
+    handler.kappa_run_log = True
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
+        quiet = logging.StreamHandler()
+        quiet.setLevel(logging.CRITICAL)
+        root.addHandler(quiet)  # else Beam's basicConfig would add a chatty one later
+    return path
+
+
+def _cause(err: Exception, log_path: Path) -> str:
+    """The most telling line of a job failure: a kappa error raised in a worker (the
+    runner's report may only reach the log), else the report's last 'XError: ...'."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    try:
+        lines += [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    except OSError:
+        pass
+    for marker in ("LostState: ", "ReplayError: ", "KappaError: "):
+        for line in lines:
+            if marker in line:
+                return line.split(marker, 1)[1][:600]
+    errors = [line for line in str(err).splitlines() if re.match(r"^\s*[\w.]*(Error|Exception): ", line)]
+    return (errors[-1].strip() if errors else (lines[-1] if lines else type(err).__name__))[:600]
 
 
 class _Nothing:

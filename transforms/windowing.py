@@ -15,10 +15,24 @@ Beam state and turns Beam timers into its inputs:
   processing-time timers are used: Prism and the DirectRunner's portable runner do
   not run them (Beam issue #32786), and a stream that goes quiet has nothing new
   to show early anyway; the watermark's panes still come from event-time timers.
+
+Lost updates are detected, not suffered: each write of a key's engine carries a fresh
+token, and each bundle remembers the token it started from. When the bundle finishes,
+the token it started from must be the one the last finished bundle of this process left
+for that key; if not, two bundles ran the key at once (or its state came back empty)
+and one's updates are gone, so the bundle fails with :class:`LostState` instead of
+emitting wrong totals. (Beam's prism runner does this on long replays; see README.)
+Only bundles that finished are recorded, so a retried bundle is never a false alarm;
+and the check runs only where every bundle runs in this process (the workers of local
+runners share kappa's process), since a record of one process's bundles says nothing
+about a key another worker process also ran.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -32,9 +46,21 @@ from schemas.records import DeadLetter
 from transforms.config import WindowingConfig
 from transforms.engine import Aggregation, KeyEngine, TooLate
 
-__all__ = ["TOO_LATE", "WindowPerKey"]
+__all__ = ["TOO_LATE", "LostState", "WindowPerKey"]
 
 TOO_LATE = "too_late"
+
+_TOKENS = itertools.count()
+_COMMITTED: dict[tuple[str, object], str] = {}  #: (transform run id, key) -> token of the last finished write
+_COMMITTED_LOCK = threading.Lock()
+
+
+class LostState(RuntimeError):
+    """A key's engine state was overwritten by a concurrent bundle or came back empty."""
+
+
+def _token() -> str:
+    return f"{os.getpid()}.{next(_TOKENS)}"
 
 
 def _now_ms() -> int:
@@ -55,16 +81,53 @@ class _WindowPerKeyFn(beam.DoFn):
     def __init__(self, spec: _Setup):
         super().__init__()
         self.spec = spec
+        self.run_id = os.urandom(8).hex()  # one per application: the DoFn is pickled once per pipeline
+        self.launcher_pid = os.getpid()
+
+    def setup(self):
+        self._check = os.getpid() == self.launcher_pid
+
+    def start_bundle(self):
+        self._bases: dict[object, str | None] = {}  #: key -> the token this bundle read first
+        self._written: dict[object, str] = {}  #: key -> the token this bundle wrote last
+
+    def finish_bundle(self):
+        if not self._check:
+            return
+        with _COMMITTED_LOCK:
+            for key, base in self._bases.items():
+                slot = (self.run_id, key)
+                if _COMMITTED.get(slot) != base:
+                    raise LostState(
+                        f"key {key!r}: this bundle started from engine state {base or 'none'} but the last finished "
+                        f"bundle left {_COMMITTED.get(slot)}: the runner ran the key in two bundles at once or lost "
+                        "its state, and results would be wrong (a known problem of Beam's prism runner on long "
+                        "runs; use --runner flink or, for replays, direct)")
+            for key in self._bases:
+                _COMMITTED[(self.run_id, key)] = self._written[key]
+        self._bases.clear()
+        self._written.clear()
 
     def _engine(self, key, state) -> KeyEngine:
-        engine = state.read()
+        stored = state.read()
+        token, engine = stored if stored is not None else (None, None)
+        if self._check and key not in self._bases:
+            self._bases[key] = token
+            if token is None:
+                with _COMMITTED_LOCK:
+                    known = _COMMITTED.get((self.run_id, key))
+                if known is not None:
+                    raise LostState(f"key {key!r}: its engine state came back empty after {known} was written")
         if engine is None:
             c = self.spec.config
             engine = KeyEngine(key, c.window, c.trigger, self.spec.aggregation, c.allowed_lateness_ms, c.accumulating)
         return engine
 
-    def _save(self, engine: KeyEngine, state, event_timer) -> None:
-        state.write(engine)
+    def _save(self, key, engine: KeyEngine, state, event_timer) -> None:
+        token = _token()
+        state.write((token, engine))
+        if self._check:
+            self._written[key] = token
         deadline = engine.next_watermark_deadline()
         if deadline is not None:
             event_timer.set(Timestamp(micros=(deadline - 1) * 1000))
@@ -75,7 +138,7 @@ class _WindowPerKeyFn(beam.DoFn):
         now = _now_ms()
         due = engine.advance_processing_time(now)
         panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now)
-        self._save(engine, state, event_timer)
+        self._save(key, engine, state, event_timer)
         yield from self._outputs(due + panes, too_late)
 
     @on_timer(EVENT_TIMER)
@@ -83,7 +146,7 @@ class _WindowPerKeyFn(beam.DoFn):
                       state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
         engine = self._engine(key, state)
         panes = engine.advance_processing_time(_now_ms()) + engine.advance_watermark(fired.micros // 1000 + 1)
-        self._save(engine, state, event_timer)
+        self._save(key, engine, state, event_timer)
         yield from self._outputs(panes, [])
 
     def _outputs(self, panes, too_late: list[TooLate]):

@@ -1,0 +1,107 @@
+"""The windowing DoFn refuses to emit results built on lost state: two bundles that ran
+one key at once (each from the same stored engine), or a key whose state came back
+empty, fail with LostState; sequential bundles and a retried bundle do not.
+
+The runner is played by hand here: each bundle gets its own copy of the stored state,
+as a runner hands a bundle the state committed when the bundle started."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from decimal import Decimal
+
+import pytest
+
+from pipelines import MerchantTotals
+from schemas.records import Provenance, SourceRecord
+from transforms.windowing import LostState, _Setup, _WindowPerKeyFn
+
+T0 = 1_795_165_200_000
+
+
+class _State:
+    def __init__(self, value=None):
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+
+class _Timer:
+    def set(self, timestamp):
+        pass
+
+
+def _record(n: int) -> SourceRecord:
+    return SourceRecord({"amount": Decimal("1.00")}, T0 + n, None, Provenance("kafka", "t", 0, n, T0 + n))
+
+
+def _fn() -> _WindowPerKeyFn:
+    pipeline = MerchantTotals()
+    return _WindowPerKeyFn(_Setup(pipeline.config, pipeline.aggregation(), pipeline.value_of))
+
+
+class _Runner:
+    """Committed state per key, and bundles that each start from a copy of it."""
+
+    def __init__(self):
+        self.fn = _fn()
+        self.committed = _State()
+
+    def bundle(self, *numbers, finish: bool = True):
+        worker = pickle.loads(pickle.dumps(self.fn))  # a bundle processor's own copy of the DoFn
+        worker.setup()
+        worker.start_bundle()
+        state = _State(copy.deepcopy(self.committed.value))
+        for n in numbers:
+            list(worker.process(("Acme", _record(n)), state=state, event_timer=_Timer()))
+        return worker, state
+
+    def finish(self, worker, state):
+        worker.finish_bundle()
+        self.committed = state
+
+
+def test_sequential_bundles_of_a_key_pass():
+    runner = _Runner()
+    for numbers in ((1, 2), (3,), (4, 5)):
+        runner.finish(*runner.bundle(*numbers))
+    assert runner.committed.value[1].key == "Acme"
+
+
+def test_two_bundles_running_one_key_at_once_fail_with_lost_state():
+    runner = _Runner()
+    runner.finish(*runner.bundle(1))
+    first, second = runner.bundle(2), runner.bundle(3)  # both start from the state after bundle 1
+    runner.finish(*first)
+    with pytest.raises(LostState, match="two bundles at once"):
+        runner.finish(*second)
+
+
+def test_a_key_whose_state_comes_back_empty_fails_with_lost_state():
+    runner = _Runner()
+    runner.finish(*runner.bundle(1))
+    runner.committed = _State()  # the runner lost it
+    with pytest.raises(LostState):
+        runner.bundle(2)
+
+
+def test_a_bundle_retried_after_a_failure_is_no_false_alarm():
+    runner = _Runner()
+    runner.finish(*runner.bundle(1))
+    runner.bundle(2)  # fails before finishing: its state is never committed
+    runner.finish(*runner.bundle(2))  # the retry starts from the committed state
+    assert runner.committed.value is not None
+
+
+def test_workers_in_other_processes_are_not_checked():
+    runner = _Runner()
+    runner.fn.launcher_pid = -1  # as if this DoFn had been built in another process
+    runner.finish(*runner.bundle(1))
+    first, second = runner.bundle(2), runner.bundle(3)
+    runner.finish(*first)
+    runner.finish(*second)  # unchecked: one process's record says nothing of keys others ran
