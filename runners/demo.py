@@ -39,7 +39,10 @@ WINDOWING = ["--window", "fixed:20s", "--early-firing", "5s", "--max-out-of-orde
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="live run, replay of the same offsets, and kappa verify agreeing, on the local stack",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  kappa demo                 # about 2 1/2 minutes\n"
+               "  kappa demo --minutes 0.5   # the same in about 40 seconds\n"
+               "  kappa demo --rate 50 --out out/demo-fast")
     p.add_argument("--minutes", type=cliargs.positive_float, default=2.0,
                    help="how many minutes of payments to produce, as they happen (default 2)")
     p.add_argument("--rate", type=cliargs.positive_float, default=20.0, help="payments per second (default 20)")

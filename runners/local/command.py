@@ -27,6 +27,14 @@ def add_parser(subparsers) -> None:
             "jars from Maven Central, fetched on first use) and the gcloud SDK's Pub/Sub emulator, "
             f"both on 127.0.0.1. State lives in {kappa_home() / 'local'} (set KAPPA_HOME to move it)."
         ),
+        epilog=(
+            "examples:\n"
+            "  kappa local up                      # both services; prints where each listens\n"
+            "  kappa local up --only kafka --kafka-port 19092\n"
+            "  kappa local status\n"
+            "  kappa local install                 # Kafka jars, prism, Flink job server (once per machine)\n"
+            "  kappa local down\n"
+            "  kappa local reset --only kafka      # stop and delete the broker's data"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("action", choices=["up", "down", "status", "install", "reset"],
