@@ -146,25 +146,27 @@ class KeyEngine:
         return panes
 
     def advance_processing_time(self, now_ms: int) -> list[Pane]:
+        # Called per element: find what is due in one pass, sort only that (by end, start).
+        due = [w for w, state in self.windows.items() if state.due_ms is not None and state.due_ms <= now_ms]
         panes = []
-        for window in sorted(self.windows, key=lambda w: (w[1], w[0])):
+        for window in sorted(due, key=lambda w: (w[1], w[0])):
             state = self.windows[window]
-            if state.due_ms is not None and state.due_ms <= now_ms:
-                state.due_ms = None
-                if state.pending:
-                    panes.append(self._fire(window, state, is_last=False))
+            state.due_ms = None
+            if state.pending:
+                panes.append(self._fire(window, state, is_last=False))
         return panes
 
     # -- what the Beam layer schedules ---------------------------------------------
     def next_watermark_deadline(self) -> int | None:
         """The smallest watermark at which something fires (an end, or a close); always
         later than the current watermark."""
-        deadlines = []
-        for (start, end), state in self.windows.items():
-            if self.trigger.kind == "watermark" and not state.on_time_fired:
-                deadlines.append(end)
-            deadlines.append(end + self.allowed_lateness_ms)
-        return min(deadlines, default=None)
+        if not self.windows:
+            return None
+        lateness = self.allowed_lateness_ms
+        if self.trigger.kind != "watermark":
+            return min(end for _, end in self.windows) + lateness
+        return min(end if not state.on_time_fired else end + lateness
+                   for (_, end), state in self.windows.items())
 
     # -- internals ----------------------------------------------------------------
     def _closed(self, window: tuple[int, int]) -> bool:
