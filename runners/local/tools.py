@@ -62,7 +62,8 @@ def install_prism(quiet: bool = False) -> Path:
     binary = prism_binary()
     if binary.is_file():
         return binary
-    go = shutil.which("go")
+    go = shutil.which("go") or next((g for g in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go") if Path(g).is_file()),
+                                    None)
     if not go:
         raise KappaError("Go not found: it is needed once, to build Beam's prism runner (go install)")
     _say(quiet, f"building Beam's prism runner v{BEAM_VERSION} with go install (once, a few minutes) ...")
