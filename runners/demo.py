@@ -91,8 +91,12 @@ def run(args) -> int:
         raise KappaError("the replay failed")
     _print_totals(replay_sink)
 
-    say(f"kappa verify file:{live_sink} file:{replay_sink}")
-    return main(["verify", f"file:{live_sink}", f"file:{replay_sink}"])
+    # Windows the live run had too-late data for are the one stated exception (its watermark
+    # follows the clock once caught up; a replay's follows the data).
+    live_dead = live_sink.with_name(f"{live_sink.stem}.dead.jsonl")
+    exclude = ["--exclude-too-late", str(live_dead)] if live_dead.exists() else []
+    say(" ".join(["kappa verify", f"file:{live_sink}", f"file:{replay_sink}", *exclude]))
+    return main(["verify", f"file:{live_sink}", f"file:{replay_sink}", *exclude])
 
 
 class _Live:

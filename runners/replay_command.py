@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import apache_beam as beam
 from runners import cliargs
 from runners.profiles import profile_for
 from runners.progress_view import metric_counts
+from runners.sinks import AppendLinesFn
 from runners.home import default_registry_path
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest
@@ -175,9 +175,15 @@ def run_read(args) -> int:
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=profile_for("direct").runner(), options=PipelineOptions([]))
     out = pipeline | "Read" >> read
-    out["records"] | "WriteRecords" >> beam.ParDo(_WriteJsonLines(args.out, schema, "records"))
-    out["dead_letters"] | "WriteDeadLetters" >> beam.ParDo(
-        _WriteJsonLines(str(dead_path) if dead_path else "stderr", None, "dead"))
+    targets = {"records": "stdout" if args.out == "-" else args.out, "dead": str(dead_path) if dead_path else "stderr"}
+    for target in targets.values():
+        if target not in ("stdout", "stderr"):
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            Path(target).write_text("")  # the writers append: start from an empty file
+    (out["records"] | "ToLines" >> beam.ParDo(_RecordLineFn(schema))
+     | "WriteRecords" >> beam.ParDo(AppendLinesFn(targets["records"], "read_records_written")))
+    (out["dead_letters"] | "DeadToLines" >> beam.Map(lambda dead: json.dumps(dead.to_json()))
+     | "WriteDeadLetters" >> beam.ParDo(AppendLinesFn(targets["dead"], "read_dead_written")))
     result = pipeline.run()
     result.wait_until_finish()
     took = time.monotonic() - started
@@ -214,43 +220,21 @@ def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSetti
     return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute, bound_ms, host, stop_ms)
 
 
-class _WriteJsonLines(beam.DoFn):
-    """Append each element as one JSON line (records with their value in JSON form)."""
+class _RecordLineFn(beam.DoFn):
+    """A source record as one JSON line: provenance, event time, key, and the value in JSON form."""
 
-    _lock = threading.Lock()
-
-    def __init__(self, target: str, schema: str | None, kind: str):
-        self.target, self.schema, self.kind = target, schema, kind
-        self.written = beam.metrics.Metrics.counter("kappa", f"read_{kind}_written")
+    def __init__(self, schema: str):
+        self.schema = schema
 
     def setup(self):
         from schemas import make_codec
         from schemas.catalog import SCHEMA_NAMES
 
-        if self.target == "-":
-            self.stream = sys.stdout
-        elif self.target == "stderr":
-            self.stream = sys.stderr
-        else:
-            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-            self.stream = open(self.target, "w")
-        if self.schema is not None:
-            schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
-            self.json = make_codec("json", schema)
+        schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
+        self.json = make_codec("json", schema)
 
     def process(self, element):
-        if self.kind == "records":
-            line = ('{"provenance":' + json.dumps(element.provenance.to_json())
-                    + ',"event_time":"' + format_instant(element.event_ms) + '"'
-                    + ',"key":' + json.dumps(element.key.decode("utf-8", "replace") if element.key else None)
-                    + ',"value":' + self.json.encode(element.value).decode() + "}")
-        else:
-            line = json.dumps(element.to_json())
-        with self._lock:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        self.written.inc()
-
-    def teardown(self):
-        if self.stream not in (sys.stdout, sys.stderr):
-            self.stream.close()
+        yield ('{"provenance":' + json.dumps(element.provenance.to_json())
+               + ',"event_time":"' + format_instant(element.event_ms) + '"'
+               + ',"key":' + json.dumps(element.key.decode("utf-8", "replace") if element.key else None)
+               + ',"value":' + self.json.encode(element.value).decode() + "}")

@@ -52,6 +52,7 @@ __all__ = [
     "PubSubSink",
     "Sink",
     "WriteDeadLetters",
+    "AppendLinesFn",
     "WriteResults",
     "parse_dead_letter_sink",
     "parse_sink",
@@ -359,7 +360,7 @@ class FileSink(Sink):
         if self.dead_letters:
             lines = pcoll | "ToLines" >> beam.Map(_dead_letter_line)
             if live:
-                return lines | "Append" >> beam.ParDo(_AppendLinesFn(str(target), self.counter_name))
+                return lines | "Append" >> beam.ParDo(AppendLinesFn(str(target), self.counter_name))
             return (lines
                     | "Gather" >> beam.combiners.ToList()
                     | "Write" >> beam.ParDo(_WriteLinesFileFn(target)))
@@ -389,7 +390,7 @@ class ConsoleSink(Sink):
     def _expand(self, pcoll, live: bool):
         to_line = _dead_letter_line if self.dead_letters else _result_line
         return pcoll | "ToLines" >> beam.Map(to_line) | "Print" >> beam.ParDo(
-            _AppendLinesFn(self.stream, self.counter_name))
+            AppendLinesFn(self.stream, self.counter_name))
 
 
 class WriteResults(beam.PTransform):
@@ -577,7 +578,7 @@ class _WriteLinesFileFn(beam.DoFn):
         self.counter.inc(len(lines))
 
 
-class _AppendLinesFn(beam.DoFn):
+class AppendLinesFn(beam.DoFn):
     """Append each line to ``stdout``, ``stderr`` or a file, flushed at once.
 
     One lock per process keeps lines whole; the file is opened in append mode."""

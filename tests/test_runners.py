@@ -97,6 +97,19 @@ class _LiveRun:
     def output(self) -> str:
         return "".join(self.lines)
 
+    def drain(self) -> None:
+        """SIGINT, as Ctrl-C: the run must drain and exit 0."""
+        self.proc.send_signal(signal.SIGINT)
+        assert self.proc.wait(timeout=120) == 0, self.output[-3000:]
+        assert "draining" in self.output
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+
     def wait_for(self, condition, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -117,30 +130,28 @@ def test_a_live_run_emits_early_and_on_time_panes_then_drains_to_a_replay_that_a
     registry = tmp_path / "registry.json"
     _produce(kafka_bootstrap, topic_name, registry, "--count", "5", "--rate", "100", "--no-wait")  # older data
     live_dir, run_dir = tmp_path / "live", tmp_path / "run"
-    run = _LiveRun("--pipeline", "merchant_totals", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
-                   "--from", "latest", "--registry", registry, "--runner", runner, "--window", "fixed:4s",
-                   "--early-firing", "1s", "--max-out-of-orderness", "2s", "--sink", f"file:{live_dir / 'totals.jsonl'}",
-                   "--run-dir", run_dir)
-    try:
+    with _LiveRun("--pipeline", "merchant_totals", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
+                  "--from", "latest", "--registry", registry, "--runner", runner, "--window", "fixed:4s",
+                  "--early-firing", "1s", "--max-out-of-orderness", "2s", "--sink", f"file:{live_dir / 'totals.jsonl'}",
+                  "--run-dir", run_dir) as run:
         run.wait_for(lambda: "running;" in run.output, "start", 120)
         _produce(kafka_bootstrap, topic_name, registry, "--count", "300", "--rate", "30", "--start", "now")
         timings = lambda: {r["timing"] for r in _results(live_dir)}  # noqa: E731
         run.wait_for(lambda: {"EARLY", "ON_TIME"} <= timings(), "early and on-time panes", 90)
         run.wait_for(lambda: _offsets_read(run_dir) == 300, "the reader catching up", 60)
-        run.proc.send_signal(signal.SIGINT)
-        assert run.proc.wait(timeout=120) == 0, run.output[-3000:]
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
-    assert "draining" in run.output
+        run.drain()
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     read = sum(r["stop"] - r["start"] for r in manifest["ranges"])
     assert read == 300, "the live run started at the end of the log and, caught up, read all produced after"
     kappa("replay", "--manifest", run_dir / "manifest.json", "--registry", registry, "--runner", "direct",
           "--sink", f"file:{tmp_path / 'replay' / 'totals.jsonl'}", "--quiet")
+    # A live watermark follows the clock once a reader has caught up, so a record the producer
+    # held back can be too late live and not in the replay: those windows are the stated exception.
+    live_dead = live_dir / "totals.dead.jsonl"
+    exclude = ["--exclude-too-late", live_dead] if live_dead.exists() else []
     verdict = kappa("verify", f"file:{live_dir / 'totals.jsonl'}", f"file:{tmp_path / 'replay' / 'totals.jsonl'}",
-                    check=False)
+                    *exclude, check=False)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     assert sum(r["count"] for r in _results(tmp_path / "replay") if r["is_last"]) == 300
 
@@ -196,10 +207,9 @@ def test_a_live_pubsub_run_on_prism_drains_with_every_message_in_a_final_window(
                                             "topic": topic})
     os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host  # inherited by the child
     out = tmp_path / "live"
-    run = _LiveRun("--pipeline", "merchant_totals", "--source", f"pubsub://{DEFAULT_PROJECT}/{name}",
-                   "--format", "json", "--runner", "prism", "--window", "fixed:4s", "--max-out-of-orderness", "1s",
-                   "--sink", f"file:{out / 'totals.jsonl'}", "--run-dir", tmp_path / "run")
-    try:
+    with _LiveRun("--pipeline", "merchant_totals", "--source", f"pubsub://{DEFAULT_PROJECT}/{name}",
+                  "--format", "json", "--runner", "prism", "--window", "fixed:4s", "--max-out-of-orderness", "1s",
+                  "--sink", f"file:{out / 'totals.jsonl'}", "--run-dir", tmp_path / "run") as run:
         run.wait_for(lambda: "running;" in run.output, "start", 120)
         codec = make_codec("json", "payment")
         now = int(time.time() * 1000)
@@ -207,10 +217,5 @@ def test_a_live_pubsub_run_on_prism_drains_with_every_message_in_a_final_window(
             publisher.publish(topic, codec.encode(payment_at(now + n * 50, n))).result(30)
         run.wait_for(lambda: any(r["timing"] == "ON_TIME" for r in _results(out)), "an on-time pane", 90)
         time.sleep(5)  # all 200 were published before: a pull or two more and the reader has them all
-        run.proc.send_signal(signal.SIGINT)
-        assert run.proc.wait(timeout=120) == 0, run.output[-3000:]
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
-    assert "draining" in run.output
+        run.drain()
     assert sum(r["count"] for r in _results(out) if r["is_last"]) == 200
