@@ -25,7 +25,7 @@ from schemas.catalog import SCHEMA_NAMES
 from schemas.codec import FORMATS
 from schemas.jsonform import format_instant
 
-__all__ = ["add_parsers", "pubsub_settings"]
+__all__ = ["add_parsers", "decoding_spec", "pubsub_settings"]
 
 PLAN_EXAMPLES = """\
 examples:
@@ -113,10 +113,8 @@ def _plan(args) -> Manifest:
     source = parse_source(args.source)
     if not isinstance(source, KafkaSource):
         raise ReplayError(f"--source {args.source}: planning offsets needs a kafka:// source")
-    registry = str(args.registry or default_registry_path())
-    decoding = DecodingSpec(args.format, args.schema, registry if args.format == "confluent" else None,
-                            f"{source.topic}-value" if args.format == "confluent" else None)
-    return plan_kafka_replay(source.bootstrap, source.topic, args.start, args.stop, decoding, args.event_time,
+    return plan_kafka_replay(source.bootstrap, source.topic, args.start, args.stop,
+                             decoding_spec(args, args.schema, source.topic), args.event_time,
                              args.max_out_of_orderness, args.on_missing_offsets, args.isolation_level,
                              timeout_s=args.timeout)
 
@@ -194,6 +192,15 @@ def run_read(args) -> int:
     return 0
 
 
+def decoding_spec(args, schema: str, topic: str | None = None) -> DecodingSpec:
+    """``--format`` and ``--registry`` for ``schema``: the Confluent format takes the registry
+    and, on a Kafka topic, the topic's value subject."""
+    if args.format != "confluent":
+        return DecodingSpec(args.format, schema)
+    return DecodingSpec(args.format, schema, str(args.registry or default_registry_path()),
+                        f"{topic}-value" if topic else None)
+
+
 def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSettings:
     """Live on the subscription itself (--to never from latest), else a seeked replay subscription."""
     import os
@@ -203,8 +210,7 @@ def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSetti
     host = os.environ.get("PUBSUB_EMULATOR_HOST")
     now_ms = int(time.time() * 1000)
     start, stop = parse_from(args.start, now_ms), parse_to(args.stop, now_ms)
-    registry = str(args.registry or default_registry_path()) if args.format == "confluent" else None
-    decoding = DecodingSpec(args.format, schema, registry)
+    decoding = decoding_spec(args, schema)
     if isinstance(stop, Never):
         stop_ms = None
     elif isinstance(stop, Now):

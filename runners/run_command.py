@@ -29,16 +29,17 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from pipelines import PIPELINES
+from pipelines import PIPELINES, get_pipeline
 from replay.errors import ReplayError
 from replay.kafka_log import commit_offsets
-from replay.manifest import DecodingSpec, Manifest
+from replay.manifest import Manifest
 from replay.progress import RunChannel
 from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
 from runners.errors import KappaError, UsageError
-from runners.home import default_registry_path, kappa_home
+from runners.home import kappa_home
 from runners.profiles import DataflowSettings, RunnerSettings, profile_for
 from runners.progress_view import ProgressView, metric_counts, summary_lines
+from runners.replay_command import decoding_spec, pubsub_settings
 from runners.run_flags import add_run_flags
 from runners.sinks import ConsoleSink, FileSink, parse_dead_letter_sink, parse_sink
 from transforms.config import SETTINGS, ConfigError, windowing_config
@@ -120,15 +121,14 @@ def prepare(args, live: bool) -> Job:
     name = args.pipeline or (manifest_in.pipeline.get("name") if manifest_in else None)
     if not name:
         raise UsageError("--pipeline: which pipeline? (choose from " + ", ".join(sorted(PIPELINES)) + ")")
-    if name not in PIPELINES:
-        raise UsageError(f"--pipeline {name}: unknown pipeline (choose from {', '.join(sorted(PIPELINES))})")
     saved = manifest_in.pipeline.get("settings", {}) if manifest_in else {}
     overrides = {**saved, **{s: getattr(args, s) for s in SETTINGS if getattr(args, s) is not None}}
     try:
-        config = windowing_config(PIPELINES[name].DEFAULTS, overrides)
+        pipeline_class = get_pipeline(name)
+        pipeline = pipeline_class(windowing_config(pipeline_class.DEFAULTS, overrides))
     except ConfigError as err:
         raise UsageError(str(err)) from None
-    pipeline = PIPELINES[name](config)
+    config = pipeline.config
     if manifest_in is None and not args.source:
         raise UsageError("--source: where to read from? (kafka://HOST:PORT/TOPIC, pubsub://PROJECT/SUBSCRIPTION, "
                          "file:PATH" + ("" if live else ", or --manifest FILE") + ")")
@@ -154,17 +154,18 @@ def prepare(args, live: bool) -> Job:
     channel = RunChannel(run_dir)
     schema = args.schema or pipeline.input_schema
     described = {"name": name, "settings": {s: v for s, v in overrides.items() if v is not None}}
+    group = _live_group(args, name) if live and isinstance(source, KafkaSource) else None
     if manifest_in is not None:
         manifest = replace(manifest_in, pipeline=described)
     elif isinstance(source, KafkaSource):
-        manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, live, described)
+        manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, group, described)
     else:
         manifest = None
-    read = _read_transform(args, source, manifest, schema, config.max_out_of_orderness_ms, live, channel)
+    read = _read_transform(args, source, manifest, schema, config.max_out_of_orderness_ms, live, group, channel)
     if manifest is not None:
         manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
-               str(source or args.manifest), getattr(args, "group", None))
+               str(source or args.manifest), group)
 
 
 def _runner_settings(args, name: str) -> RunnerSettings:
@@ -178,52 +179,49 @@ def _runner_settings(args, name: str) -> RunnerSettings:
                           args.environment_config, job_name, dataflow, args.timeout)
 
 
-def _plan(args, source: KafkaSource, schema: str, bound_ms: int, live: bool, described: dict) -> Manifest:
+def _plan(args, source: KafkaSource, schema: str, bound_ms: int, group: str | None, described: dict) -> Manifest:
+    """A replay's manifest; a live run's (stop ``never``), starting where ``group`` stands if it has commits."""
     from replay.plan import plan_kafka_replay
 
-    registry = str(args.registry or default_registry_path())
-    confluent = args.format == "confluent"
-    decoding = DecodingSpec(args.format, schema, registry if confluent else None,
-                            f"{source.topic}-value" if confluent else None)
+    decoding = decoding_spec(args, schema, source.topic)
 
     def plan(start: str, stop: str) -> Manifest:
         return plan_kafka_replay(source.bootstrap, source.topic, start, stop, decoding, args.event_time, bound_ms,
                                  args.on_missing_offsets, args.isolation_level, described, timeout_s=args.timeout)
 
-    if not live:
+    if group is None:
         return plan(args.start, args.stop)
-    args.group = args.group or (args.start[len("group:"):] if (args.start or "").startswith("group:")
-                                else f"kappa-{described['name']}")
     if args.start is not None:
         return plan(args.start, "never")
     try:
-        return plan(f"group:{args.group}", "never")
+        return plan(f"group:{group}", "never")
     except ReplayError as err:
         if "no committed offset" not in str(err):
             raise
         return plan("latest", "never")  # a new group starts at the end of the log
 
 
-def _read_transform(args, source, manifest, schema, bound_ms, live, channel):
+def _live_group(args, name: str) -> str:
+    """The consumer group a live Kafka run commits to: --group, else the --from group, else kappa-<pipeline>."""
+    if args.group:
+        return args.group
+    if (args.start or "").startswith("group:"):
+        return args.start[len("group:"):]
+    return f"kappa-{name}"
+
+
+def _read_transform(args, source, manifest, schema, bound_ms, live, group, channel):
     from replay.archive_source import ReadArchive
     from replay.kafka_source import ReadFromKafkaReplay
-
-    if manifest is not None:
-        group = args.group if live else None
-        return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel)
-    if isinstance(source, PubSubSource):
-        from runners.replay_command import pubsub_settings
-
-        if live:
-            args.start, args.stop = args.start or "latest", "never"
-        return _pubsub_read(pubsub_settings(args, source, schema, bound_ms), channel)
-    return ReadArchive([source.path], schema, args.event_time)
-
-
-def _pubsub_read(settings, channel):
     from replay.pubsub_source import ReadFromPubSubReplay
 
-    return ReadFromPubSubReplay(replace(settings, channel=channel))
+    if manifest is not None:
+        return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel)
+    if isinstance(source, PubSubSource):
+        if live:
+            args.start, args.stop = args.start or "latest", "never"
+        return ReadFromPubSubReplay(replace(pubsub_settings(args, source, schema, bound_ms), channel=channel))
+    return ReadArchive([source.path], schema, args.event_time)
 
 
 def build_pipeline(p: beam.Pipeline, job: Job) -> None:
