@@ -11,12 +11,12 @@ the whole step for one record.
 
 from __future__ import annotations
 
-import apache_beam as beam
 import sys
 
+import apache_beam as beam
 from apache_beam.io.iobase import WatermarkEstimator
-from apache_beam.metrics import Metrics
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
@@ -26,8 +26,8 @@ from schemas.records import DeadLetter, Provenance, SourceRecord
 from transforms.event_time import EventTimeSpec, InvalidEventTime
 from transforms.watermark import OutOfOrdernessWatermark
 
-__all__ = ["DEAD_LETTER", "FAILURES", "LIVE_STOP", "METRICS_NAMESPACE", "RECORDS_READ", "count_dead_letter", "RecordDecoder", "SourceWatermark", "at_event_time", "expand_read",
-           "offset_tracker"]
+__all__ = ["DEAD_LETTER", "FAILURES", "LIVE_STOP", "METRICS_NAMESPACE", "RECORDS_READ", "RecordDecoder",
+           "SourceWatermark", "at_event_time", "count_dead_letter", "expand_read", "offset_tracker"]
 
 #: Beam metrics of every kappa transform live in this namespace.
 METRICS_NAMESPACE = "kappa"

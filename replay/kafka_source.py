@@ -34,17 +34,15 @@ from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from replay.errors import ReplayError
-from replay.progress import RunChannel
-from replay.manifest import DecodingSpec, Manifest, PartitionRange
 from replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder,
                              SourceWatermark, at_event_time, count_dead_letter, expand_read, offset_tracker)
+from replay.errors import ReplayError
+from replay.manifest import DecodingSpec, Manifest, PartitionRange
+from replay.progress import RunChannel
 from schemas.records import Provenance, SourceRecord
 from transforms.event_time import BROKER_TIMESTAMP_TYPES, EventTimeSpec
 
 __all__ = ["DEAD_LETTER", "METRICS_NAMESPACE", "ReadFromKafkaReplay", "ReadSettings"]
-
-
 
 
 @dataclass(frozen=True)

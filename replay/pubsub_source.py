@@ -36,8 +36,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from replay.decoding import (DEAD_LETTER, FAILURES, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder, SourceWatermark,
                              at_event_time, count_dead_letter, expand_read, offset_tracker)
 from replay.errors import ReplayError
-from replay.progress import RunChannel
 from replay.manifest import DecodingSpec
+from replay.progress import RunChannel
 from replay.points import AtInstant, Earliest, FromPoint, Snapshot
 from schemas.records import Provenance, SourceRecord
 from transforms.event_time import EventTimeSpec

@@ -202,6 +202,7 @@ def _read_kafka(sink: KafkaSink, where: str, timeout_s: float) -> list[dict]:
     """Every partition from its log start to the high watermark snapshotted first."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+    from replay.kafka_log import consumer_config
     from runners.kafka_util import admin_client
     from schemas import DecodeError, make_codec
 
@@ -212,8 +213,7 @@ def _read_kafka(sink: KafkaSink, where: str, timeout_s: float) -> list[dict]:
     if sink.topic not in topics:
         raise UsageError(f"{where}: no topic {sink.topic!r} on {sink.bootstrap}")
     codec = make_codec(sink.format, "window_result")
-    consumer = Consumer({"bootstrap.servers": sink.bootstrap, "group.id": f"kappa-verify-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "log_level": 0})
+    consumer = Consumer(consumer_config(sink.bootstrap, f"kappa-verify-{uuid.uuid4().hex}"))
     try:
         ends, starts = {}, []
         for partition in topics[sink.topic].partitions:
