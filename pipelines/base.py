@@ -28,16 +28,23 @@ class InvalidRecord(ValueError):
     reason = "invalid_record"
 
 
-def result_id(pipeline: str, key: str, window: tuple[int, int], pane_index: int) -> str:
-    """Deterministic id of one pane: the same run twice gives the same ids."""
-    text = f"{pipeline}\x1f{key}\x1f{window[0]}\x1f{window[1]}\x1f{pane_index}"
+def result_id(pipeline: str, key: str, window: tuple[int, int], pane_index: int | None = None) -> str:
+    """Deterministic ids. With ``pane_index`` None: the id of the window's final value,
+    the same in every run over the same records (live or replay, any runner, with or
+    without early panes, after a restart); with a pane index: that pane's own id."""
+    pane = "final" if pane_index is None else str(pane_index)
+    text = f"{pipeline}\x1f{key}\x1f{window[0]}\x1f{window[1]}\x1f{pane}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def result_record(pipeline: str, pane: Pane, values: dict) -> dict:
-    """A window_result record (``schemas/avro/window_result.avsc``)."""
+    """A window_result record (``schemas/avro/window_result.avsc``): ``id`` is the final-value
+    id on the window's last pane and the pane's own id on the others; ``pane_id`` is always
+    the pane's own."""
+    pane_id = result_id(pipeline, str(pane.key), pane.window, pane.pane_index)
     return {
-        "id": result_id(pipeline, str(pane.key), pane.window, pane.pane_index),
+        "id": result_id(pipeline, str(pane.key), pane.window) if pane.is_last else pane_id,
+        "pane_id": pane_id,
         "pipeline": pipeline,
         "key": str(pane.key),
         "window_start": _EPOCH + timedelta(milliseconds=pane.window[0]),

@@ -21,8 +21,18 @@ from transforms.event_time import EventTimeSpec
 __all__ = ["ReadArchive", "read_archive_records"]
 
 
-def read_archive_records(path: Path, schema: str, event_time: str):
-    """Yield SourceRecord or DeadLetter for every line or record of ``path``, in file order."""
+def read_archive_records(path: Path, schema: str, event_time: str, bound_ms: int = 0):
+    """Yield SourceRecord or DeadLetter for every line or record of ``path``, in file order;
+    a record's cutoff is the file's watermark before it (greatest event time so far - ``bound_ms``)."""
+    newest = None
+    for out in _decoded(path, schema, event_time):
+        if type(out) is SourceRecord:
+            out = out._replace(cutoff_ms=None if newest is None else newest - bound_ms)
+            newest = out.event_ms if newest is None else max(newest, out.event_ms)
+        yield out
+
+
+def _decoded(path: Path, schema: str, event_time: str):
     decode = RecordDecoder(make_codec("json", schema), EventTimeSpec.parse(event_time))
     stream = str(path)
     if path.suffix == ".jsonl":
@@ -46,11 +56,11 @@ def read_archive_records(path: Path, schema: str, event_time: str):
 
 
 class _ReadArchiveFn(beam.DoFn):
-    def __init__(self, schema: str, event_time: str):
-        self.schema, self.event_time = schema, event_time
+    def __init__(self, schema: str, event_time: str, bound_ms: int):
+        self.schema, self.event_time, self.bound_ms = schema, event_time, bound_ms
 
     def process(self, path: str):
-        for out in read_archive_records(Path(path), self.schema, self.event_time):
+        for out in read_archive_records(Path(path), self.schema, self.event_time, self.bound_ms):
             RECORDS_READ.inc()
             if type(out) is SourceRecord:
                 yield at_event_time(out)
@@ -62,10 +72,11 @@ class _ReadArchiveFn(beam.DoFn):
 class ReadArchive(beam.PTransform):
     """Archive files as ``{"records": ..., "dead_letters": ...}`` (a bounded read)."""
 
-    def __init__(self, paths: list[str | Path], schema: str = "payment", event_time: str = "field:timestamp"):
+    def __init__(self, paths: list[str | Path], schema: str = "payment", event_time: str = "field:timestamp",
+                 max_out_of_orderness_ms: int = 0):
         super().__init__()
         self.paths = [str(p) for p in paths]
-        self.schema, self.event_time = schema, event_time
+        self.schema, self.event_time, self.bound_ms = schema, event_time, max_out_of_orderness_ms
 
     def expand(self, pbegin):
-        return expand_read(pbegin, "Files", self.paths, _ReadArchiveFn(self.schema, self.event_time))
+        return expand_read(pbegin, "Files", self.paths, _ReadArchiveFn(self.schema, self.event_time, self.bound_ms))

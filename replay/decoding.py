@@ -110,6 +110,11 @@ class SourceWatermark(WatermarkEstimator):
     def observe_event_ms(self, event_ms: int) -> None:
         self._wm.observe(event_ms)
 
+    # Methods, not properties: Beam hands the DoFn a thread-safe wrapper that forwards calls only.
+    def log_state(self) -> tuple[int | None, int]:
+        """(the greatest event time observed so far, the bound): the log's part of the watermark."""
+        return self._wm.max_event_ms, self._wm.bound_ms
+
     def caught_up(self, now_ms: int) -> None:
         self._wm.caught_up(now_ms)
 
@@ -121,10 +126,15 @@ class SourceWatermark(WatermarkEstimator):
         return self._wm.state()
 
 
-class _LiveOffsetTracker(OffsetRestrictionTracker):
-    """An open range ``[start, LIVE_STOP)`` splits only at the current position (a
-    checkpoint). Split by a fraction, as prism does to balance work, its residual
-    would start somewhere near 2**62, an offset no partition will reach."""
+class _CheckpointOnlyTracker(OffsetRestrictionTracker):
+    """A source range splits only at the current position (a checkpoint), never by a fraction.
+
+    Records carry their partition's watermark as read so far (``SourceRecord.cutoff_ms``);
+    a residual starting exactly where the reader stands inherits that watermark exactly,
+    while one split off ahead of the reader would start without the records in between
+    (and a record's fate would depend on the runner's splitting). An open range
+    ``[start, LIVE_STOP)`` split by a fraction, as prism does to balance work, would also
+    start near 2**62, an offset no partition will reach."""
 
     def try_split(self, fraction_of_remainder):
         if fraction_of_remainder > 0:
@@ -133,7 +143,5 @@ class _LiveOffsetTracker(OffsetRestrictionTracker):
 
 
 def offset_tracker(restriction: OffsetRange) -> OffsetRestrictionTracker:
-    """The tracker of a source restriction: live (open) ranges only checkpoint, bounded ones split freely."""
-    if restriction.stop == LIVE_STOP:
-        return _LiveOffsetTracker(restriction)
-    return OffsetRestrictionTracker(restriction)
+    """The tracker of a source restriction: it splits only at checkpoints (see above)."""
+    return _CheckpointOnlyTracker(restriction)

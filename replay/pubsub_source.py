@@ -212,7 +212,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
 
     def _emit(self, subscription, items, watermark):
         RECORDS_READ.inc(len(items))
-        newest = None
+        newest, bound = watermark.log_state()
         id_attribute = self.settings.id_attribute
         for item, publish_ms in items:
             message = item.message
@@ -234,8 +234,10 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, beam.window.TimestampedValue(
                     dead, Timestamp(micros=publish_ms * 1000)))
                 continue
+            # Pub/Sub has no offsets: the cutoff follows delivery order (see the README).
+            yield at_event_time(SourceRecord(value, event_ms, None, provenance,
+                                             None if newest is None else newest - bound))
             newest = event_ms if newest is None else max(newest, event_ms)
-            yield at_event_time(SourceRecord(value, event_ms, None, provenance))
         if newest is not None:
             watermark.observe_event_ms(newest)
 

@@ -125,7 +125,8 @@ def prepare(args, live: bool) -> Job:
     overrides = {**saved, **{s: getattr(args, s) for s in SETTINGS if getattr(args, s) is not None}}
     try:
         pipeline_class = get_pipeline(name)
-        pipeline = pipeline_class(windowing_config(pipeline_class.DEFAULTS, overrides))
+        config = windowing_config(pipeline_class.DEFAULTS, overrides)
+        pipeline = pipeline_class(replace(config, bounded=not live))
     except ConfigError as err:
         raise UsageError(str(err)) from None
     config = pipeline.config
@@ -221,7 +222,7 @@ def _read_transform(args, source, manifest, schema, bound_ms, live, group, chann
         if live:
             args.start, args.stop = args.start or "latest", "never"
         return ReadFromPubSubReplay(replace(pubsub_settings(args, source, schema, bound_ms), channel=channel))
-    return ReadArchive([source.path], schema, args.event_time)
+    return ReadArchive([source.path], schema, args.event_time, bound_ms)
 
 
 def build_pipeline(p: beam.Pipeline, job: Job) -> None:

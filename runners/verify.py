@@ -48,7 +48,7 @@ examples:
 """
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ENVELOPE = ("id", "pipeline", "key", "window_start", "window_end", "timing", "pane_index", "is_last")
+_ENVELOPE = ("id", "pane_id", "pipeline", "key", "window_start", "window_end", "timing", "pane_index", "is_last")
 
 
 # -- the comparison (pure) --------------------------------------------------------------------------

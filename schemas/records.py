@@ -38,12 +38,17 @@ class Provenance(NamedTuple):
 
 
 class SourceRecord(NamedTuple):
-    """A decoded record: ``value`` as the codec returns it, ``event_ms`` its event time."""
+    """A decoded record: ``value`` as the codec returns it, ``event_ms`` its event time,
+    ``cutoff_ms`` its partition's (or stream's) watermark when it was read: the greatest
+    event time read before it there minus the watermark bound, None before any. A
+    function of the log alone, the same in a live run and a replay: windows that closed
+    at or before it (``end + allowed lateness <= cutoff_ms``) are too late for it."""
 
     value: dict
     event_ms: int
     key: bytes | None
     provenance: Provenance
+    cutoff_ms: int | None = None
 
 
 class DeadLetter(NamedTuple):

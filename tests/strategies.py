@@ -90,6 +90,7 @@ def window_results(values=None):
                       st.lists(text, max_size=4), amounts)
     return st.fixed_dictionaries({
         "id": text,
+        "pane_id": text,
         "pipeline": text,
         "key": text,
         "window_start": instants,

@@ -75,7 +75,7 @@ def test_json_decode_accepts_offsets_epoch_millis_and_exact_numbers():
 def test_json_result_records_put_values_beside_the_envelope():
     codec = make_codec("json", "window_result")
     record = {
-        "id": "r1", "pipeline": "merchant_totals", "key": "BookNook",
+        "id": "r1", "pane_id": "r1", "pipeline": "merchant_totals", "key": "BookNook",
         "window_start": datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc),
         "window_end": datetime(2026, 11, 20, 9, 1, tzinfo=timezone.utc),
         "timing": "ON_TIME", "pane_index": 0, "is_last": True,

@@ -31,11 +31,15 @@ class WindowingConfig:
     trigger: TriggerPolicy = field(default_factory=TriggerPolicy)
     accumulating: bool = True
     max_out_of_orderness_ms: int = 0  #: the sources' watermark bound
+    #: A bounded replay (set by the run, not a flag): a batch, one pane per window when it
+    #: closes, no clock; so a replay is a pure function of its manifest and settings.
+    bounded: bool = False
 
     def describe(self) -> str:
         return (f"window {self.window}, allowed lateness {format_duration_ms(self.allowed_lateness_ms)}, "
                 f"trigger {self.trigger}, {'accumulating' if self.accumulating else 'discarding'} panes, "
-                f"watermark bound {format_duration_ms(self.max_out_of_orderness_ms)}")
+                f"watermark bound {format_duration_ms(self.max_out_of_orderness_ms)}"
+                + ("; bounded replay: one final pane per window" if self.bounded else ""))
 
 
 def _flag(name: str) -> str:

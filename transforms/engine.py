@@ -10,9 +10,17 @@ or the too-late list.
 Rules (times in ms, windows half-open ``[start, end)``, W the watermark, L the
 allowed lateness):
 
-* A window is *closed* once ``W >= end + L``. An element whose window is closed is
-  too late for that window (for sessions: its own proto-session ``[t, t + gap)``),
-  reported with ``lateness_ms = W - t``. Otherwise it joins the window's pane.
+* Too late is decided by the log, not by the key: every element carries its
+  partition's watermark when it was read (``cutoff``: the greatest event time read
+  before it in its partition, minus the bound; the same in a live run and a replay).
+  An element is too late for a window when ``cutoff >= end + L`` (for sessions: its
+  own proto-session ``[t, t + gap)``), reported with ``lateness_ms = cutoff - t``.
+  The runner's watermark at the key (W) can only be ahead of that when the clock
+  moved it (a live partition idle at the head of the log): an element for a window
+  W has already closed is too late too, and its dead letter says the clock decided.
+  Otherwise it joins the window's pane.
+* A bounded replay (``bounded``) is a batch: no clock, no early or count panes;
+  each window fires exactly one pane, when it closes (ON_TIME, ``is_last``).
 * Pane timing: EARLY if fired while ``W < end``; ON_TIME for the first pane fired at
   or after ``W >= end``; LATE after that.
 * ``watermark`` trigger: ON_TIME when W reaches end; EARLY every ``early_every_ms`` of
@@ -72,6 +80,7 @@ class TooLate:
     window: tuple[int, int]
     watermark_ms: int
     lateness_ms: int  #: how far behind the watermark the element was: W - t
+    by_clock: bool = False  #: the runner's watermark (moved by the clock), not the log, decided
 
 
 @dataclass
@@ -91,6 +100,7 @@ class KeyEngine:
     aggregation: Aggregation
     allowed_lateness_ms: int = 0
     accumulating: bool = True
+    bounded: bool = False  #: a bounded replay: one pane per window, when it closes; no clock
     watermark_ms: int | None = None  #: None: nothing is known yet (minus infinity)
     windows: dict[tuple[int, int], _Window] = field(default_factory=dict)
     #: Sessions closed recently: kept until no element could overlap one without being
@@ -98,23 +108,28 @@ class KeyEngine:
     closed_sessions: list[tuple[int, int]] = field(default_factory=list)
 
     # -- inputs -----------------------------------------------------------------
-    def add(self, element: Any, value: Any, event_ms: int, now_ms: int) -> tuple[list[Pane], list[TooLate]]:
-        """One element; ``value`` is what the aggregation adds. Returns panes fired now
-        and the windows it came too late for."""
+    def add(self, element: Any, value: Any, event_ms: int, now_ms: int,
+            cutoff_ms: int | None = None) -> tuple[list[Pane], list[TooLate]]:
+        """One element; ``value`` is what the aggregation adds, ``cutoff_ms`` its
+        partition's watermark when it was read (None: nothing read before it). Returns
+        panes fired now and the windows it came too late for."""
         too_late: list[TooLate] = []
         if isinstance(self.window_spec, SessionWindows):
             proto = (event_ms, event_ms + self.window_spec.gap_ms)
-            if self._closed(proto):
-                return [], [self._too_late(element, event_ms, proto)]
+            late = self._late(element, event_ms, proto, cutoff_ms)
+            if late is not None:
+                return [], [late]
             for closed in self.closed_sessions:
                 if closed[0] < proto[1] and proto[0] < closed[1]:
-                    return [], [self._too_late(element, event_ms, closed)]
+                    by_log = cutoff_ms is not None and cutoff_ms >= closed[1] + self.allowed_lateness_ms
+                    return [], [self._too_late(element, event_ms, closed, self.watermark_ms, not by_log)]
             targets = [self._merge_into_session(proto)]
         else:
             targets = []
             for window in self.window_spec.assign(event_ms):
-                if self._closed(window):
-                    too_late.append(self._too_late(element, event_ms, window))
+                late = self._late(element, event_ms, window, cutoff_ms)
+                if late is not None:
+                    too_late.append(late)
                 else:
                     targets.append(window)
         panes = []
@@ -141,11 +156,14 @@ class KeyEngine:
                 del self.windows[window]
                 if isinstance(self.window_spec, SessionWindows):
                     self.closed_sessions.append(window)
-            elif watermark_ms >= window[1] and not state.on_time_fired and self.trigger.kind == "watermark":
+            elif (watermark_ms >= window[1] and not state.on_time_fired and self.trigger.kind == "watermark"
+                  and not self.bounded):
                 panes.append(self._fire(window, state, is_last=False))
         return panes
 
     def advance_processing_time(self, now_ms: int) -> list[Pane]:
+        if self.bounded:
+            return []
         # Called per element: find what is due in one pass, sort only that (by end, start).
         due = [w for w, state in self.windows.items() if state.due_ms is not None and state.due_ms <= now_ms]
         panes = []
@@ -163,7 +181,7 @@ class KeyEngine:
         if not self.windows:
             return None
         lateness = self.allowed_lateness_ms
-        if self.trigger.kind != "watermark":
+        if self.bounded or self.trigger.kind != "watermark":
             return min(end for _, end in self.windows) + lateness
         return min(end if not state.on_time_fired else end + lateness
                    for (_, end), state in self.windows.items())
@@ -172,11 +190,23 @@ class KeyEngine:
     def _closed(self, window: tuple[int, int]) -> bool:
         return self.watermark_ms is not None and self.watermark_ms >= window[1] + self.allowed_lateness_ms
 
-    def _too_late(self, element, event_ms: int, window: tuple[int, int]) -> TooLate:
-        return TooLate(self.key, element, event_ms, window, self.watermark_ms, self.watermark_ms - event_ms)
+    def _late(self, element, event_ms: int, window: tuple[int, int], cutoff_ms: int | None) -> TooLate | None:
+        """The element's dead letter if ``window`` is closed to it: by the log (its cutoff), else
+        by the runner's watermark at this key (which only the clock moves past the cutoff)."""
+        close = window[1] + self.allowed_lateness_ms
+        if cutoff_ms is not None and cutoff_ms >= close:
+            return self._too_late(element, event_ms, window, cutoff_ms, False)
+        if self._closed(window):
+            return self._too_late(element, event_ms, window, self.watermark_ms, True)
+        return None
+
+    def _too_late(self, element, event_ms: int, window: tuple[int, int], watermark_ms: int, by_clock: bool) -> TooLate:
+        return TooLate(self.key, element, event_ms, window, watermark_ms, watermark_ms - event_ms, by_clock)
 
     def _after_element(self, window, state: _Window, now_ms: int) -> list[Pane]:
         trigger = self.trigger
+        if self.bounded:
+            return []  # a batch: the window's one pane fires when it closes
         on_time_passed = self.watermark_ms is not None and self.watermark_ms >= window[1]
         if trigger.kind == "count":
             return [self._fire(window, state, is_last=False)] if state.pending >= trigger.count else []

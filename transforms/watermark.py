@@ -33,6 +33,10 @@ class OutOfOrdernessWatermark:
     def caught_up(self, now_ms: int) -> None:
         self._raise_to(now_ms - self.bound_ms)
 
+    def log_watermark_ms(self) -> int | None:
+        """The watermark the log alone gives (the clock left out): what decides too late."""
+        return None if self.max_event_ms is None else self.max_event_ms - self.bound_ms
+
     def current_ms(self) -> int | None:
         return self.watermark_ms
 

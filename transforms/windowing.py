@@ -10,6 +10,8 @@ Beam state and turns Beam timers into its inputs:
   milliseconds and fire one once the watermark is past it), so it fires exactly when
   the watermark reaches the deadline; the engine is then told "the watermark is at
   the deadline" (never more than the runner's watermark: decisions are conservative);
+* whether an element is too late is decided by the log (its partition's watermark
+  when it was read, ``SourceRecord.cutoff_ms``), never by the key's own history;
 * processing time is read from the clock when an element arrives: early and
   processing-time panes fire on the first element after they are due. No
   processing-time timers are used: Prism and the DirectRunner's portable runner do
@@ -120,7 +122,8 @@ class _WindowPerKeyFn(beam.DoFn):
                     raise LostState(f"key {key!r}: its engine state came back empty after {known} was written")
         if engine is None:
             c = self.spec.config
-            engine = KeyEngine(key, c.window, c.trigger, self.spec.aggregation, c.allowed_lateness_ms, c.accumulating)
+            engine = KeyEngine(key, c.window, c.trigger, self.spec.aggregation, c.allowed_lateness_ms, c.accumulating,
+                               c.bounded)
         return engine
 
     def _save(self, key, engine: KeyEngine, state, event_timer) -> None:
@@ -137,7 +140,7 @@ class _WindowPerKeyFn(beam.DoFn):
         engine = self._engine(key, state)
         now = _now_ms()
         due = engine.advance_processing_time(now)
-        panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now)
+        panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now, record.cutoff_ms)
         self._save(key, engine, state, event_timer)
         yield from self._outputs(due + panes, too_late)
 
@@ -156,9 +159,11 @@ class _WindowPerKeyFn(beam.DoFn):
         for late in too_late:
             beam.metrics.Metrics.counter("kappa", "dead_letters_too_late").inc()
             record = late.element
+            whose = ("the runner's watermark, which the clock moved past its partition's (a live partition idle "
+                     "at the head of the log; a replay may count it)" if late.by_clock else "its partition's watermark")
             yield beam.pvalue.TaggedOutput(TOO_LATE, DeadLetter(
                 "too_late",
-                f"arrived {late.lateness_ms} ms behind the watermark, after window "
+                f"arrived {late.lateness_ms} ms behind {whose}, after window "
                 f"[{late.window[0]}, {late.window[1]}) closed (allowed lateness "
                 f"{self.spec.config.allowed_lateness_ms} ms)",
                 record.provenance, None, record.key, late.event_ms, late.lateness_ms, late.window))
