@@ -23,7 +23,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import DecodeError
 from schemas.records import DeadLetter, Provenance, SourceRecord
-from transforms.event_time import EventTimeSpec, InvalidEventTime
+from schemas.jsonform import format_instant
+from transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec, FutureEventTime, InvalidEventTime
 from transforms.watermark import OutOfOrdernessWatermark
 
 __all__ = ["DEAD_LETTER", "FAILURES", "LIVE_STOP", "METRICS_NAMESPACE", "RECORDS_READ", "RecordDecoder",
@@ -43,6 +44,8 @@ def count_dead_letter(reason: str) -> None:
 DEAD_LETTER = "dead_letter"
 _GLOBAL_WINDOWS = (GlobalWindow(),)
 
+_MAX_INSTANT_MS = 253_402_300_800_000  #: 10000-01-01: past it an instant has no ISO-8601 form
+
 #: The open end of a live (unbounded) offset restriction.
 LIVE_STOP = sys.maxsize
 
@@ -51,10 +54,14 @@ FAILURES = (DecodeError, InvalidEventTime)
 
 
 class RecordDecoder:
-    def __init__(self, codec, event_time: EventTimeSpec):
+    """``max_ahead_ms``: an event time more than this ahead of the record's broker timestamp
+    is a ``future_event_time`` dead letter (records without one, archive lines, are not checked)."""
+
+    def __init__(self, codec, event_time: EventTimeSpec, max_ahead_ms: int = DEFAULT_MAX_AHEAD_MS):
         self._decode = codec.decode if codec is not None else None
         self._extract = event_time.extract
         self.uses_broker_type = event_time.uses_broker_time
+        self.max_ahead_ms = max_ahead_ms
 
     def parse(self, payload: bytes | None, broker_ms: int | None = None, broker_type: str | None = None,
               decoded: dict | None = None, attributes: dict | None = None) -> tuple[dict, int]:
@@ -63,7 +70,13 @@ class RecordDecoder:
             if payload is None:
                 raise DecodeError("the record has no value (a tombstone)")
             decoded = self._decode(payload)
-        return decoded, self._extract(decoded, broker_ms, broker_type if self.uses_broker_type else None, attributes)
+        event_ms = self._extract(decoded, broker_ms, broker_type if self.uses_broker_type else None, attributes)
+        if broker_ms is not None and event_ms - broker_ms > self.max_ahead_ms:
+            raise FutureEventTime(
+                f"event time {format_instant(event_ms) if event_ms < _MAX_INSTANT_MS else event_ms} is "
+                f"{event_ms - broker_ms} ms ahead of the broker's timestamp {format_instant(broker_ms)} "
+                f"(at most {self.max_ahead_ms} ms allowed: --max-event-time-ahead)")
+        return decoded, event_ms
 
     @staticmethod
     def dead_letter(err: Exception, payload: bytes | None, key: bytes | None, provenance: Provenance) -> DeadLetter:

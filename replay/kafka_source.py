@@ -40,7 +40,7 @@ from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest, PartitionRange
 from replay.progress import RunChannel
 from schemas.records import Provenance, SourceRecord
-from transforms.event_time import BROKER_TIMESTAMP_TYPES, EventTimeSpec
+from transforms.event_time import BROKER_TIMESTAMP_TYPES, DEFAULT_MAX_AHEAD_MS, EventTimeSpec
 
 __all__ = ["DEAD_LETTER", "METRICS_NAMESPACE", "ReadFromKafkaReplay", "ReadSettings"]
 
@@ -52,6 +52,7 @@ class ReadSettings:
     event_time: str = "field:timestamp"
     max_out_of_orderness_ms: int = 0
     isolation_level: str = "read_committed"
+    max_event_time_ahead_ms: int = DEFAULT_MAX_AHEAD_MS  #: further ahead of the broker time: future_event_time
     commit_group: str | None = None  #: live reads commit here; None for replays
     batch_size: int = 5000
     #: split each partition's range into chunks of this many offsets (reader tests and raw
@@ -108,7 +109,8 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
 
     # -- lifecycle --------------------------------------------------------------------
     def setup(self):
-        self._decoder = RecordDecoder(self.settings.decoding.make_codec(), EventTimeSpec.parse(self.settings.event_time))
+        self._decoder = RecordDecoder(self.settings.decoding.make_codec(), EventTimeSpec.parse(self.settings.event_time),
+                                      self.settings.max_event_time_ahead_ms)
         self._consumer = None
 
     def teardown(self):

@@ -40,7 +40,7 @@ from replay.manifest import DecodingSpec
 from replay.progress import RunChannel
 from replay.points import AtInstant, Earliest, FromPoint, Snapshot
 from schemas.records import Provenance, SourceRecord
-from transforms.event_time import EventTimeSpec
+from transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec
 
 __all__ = ["PubSubReadSettings", "ReadFromPubSubReplay", "prepare_replay", "pubsub_clients"]
 
@@ -54,6 +54,7 @@ class PubSubReadSettings:
     event_time: str = "publish_time"
     id_attribute: str | None = None  #: dedupe by this attribute; by message id when None
     max_out_of_orderness_ms: int = 0
+    max_event_time_ahead_ms: int = DEFAULT_MAX_AHEAD_MS  #: further ahead of the publish time: future_event_time
     emulator_host: str | None = None  #: host:port of the emulator; None: $PUBSUB_EMULATOR_HOST or Google
     stop_publish_ms: int | None = None  #: bounded replay: read what was published before this
     batch_size: int = 1000
@@ -151,7 +152,8 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
 
     def setup(self):
         _, self._subscriber = pubsub_clients(self.settings.emulator_host)
-        self._decoder = RecordDecoder(self.settings.decoding.make_codec(), EventTimeSpec.parse(self.settings.event_time))
+        self._decoder = RecordDecoder(self.settings.decoding.make_codec(), EventTimeSpec.parse(self.settings.event_time),
+                                      self.settings.max_event_time_ahead_ms)
         self._seen: collections.OrderedDict = collections.OrderedDict()
 
     def process(self, subscription: str,

@@ -21,6 +21,7 @@ from replay.manifest import DecodingSpec, Manifest
 from replay.resolve import ON_MISSING
 from replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, prepare_replay
 from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
+from transforms.event_time import DEFAULT_MAX_AHEAD_MS
 from schemas.catalog import SCHEMA_NAMES
 from schemas.codec import FORMATS
 from schemas.jsonform import format_instant
@@ -223,7 +224,8 @@ def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSetti
     if not isinstance(start, Latest) or stop_ms is not None:
         subscription = prepare_replay(source.path, start, host)
         print(f"replay subscription {subscription} seeked to --from {start}", file=sys.stderr)
-    return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute, bound_ms, host, stop_ms)
+    ahead = getattr(args, "max_event_time_ahead", DEFAULT_MAX_AHEAD_MS)
+    return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute, bound_ms, ahead, host, stop_ms)
 
 
 class _RecordLineFn(beam.DoFn):

@@ -217,7 +217,8 @@ def _read_transform(args, source, manifest, schema, bound_ms, live, group, chann
     from replay.pubsub_source import ReadFromPubSubReplay
 
     if manifest is not None:
-        return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel)
+        return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel,
+                                   max_event_time_ahead_ms=args.max_event_time_ahead)
     if isinstance(source, PubSubSource):
         if live:
             args.start, args.stop = args.start or "latest", "never"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pipelines import PIPELINES
 from runners import cliargs
+from transforms.event_time import DEFAULT_MAX_AHEAD_MS
 from runners.errors import UsageError
 from runners.home import default_registry_path
 from runners.profiles import RUNNERS
@@ -81,6 +82,9 @@ def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:
     source.add_argument("--registry", type=Path, help=f"schema registry file (default {default_registry_path()})")
     source.add_argument("--event-time", default="field:timestamp", help="field:<name> | create_time | "
                         "log_append_time | publish_time | attribute:<name> (default field:timestamp)")
+    source.add_argument("--max-event-time-ahead", type=cliargs.duration_ms, default=DEFAULT_MAX_AHEAD_MS,
+                        metavar="DURATION", help="an event time further ahead of its record's broker timestamp is a "
+                        "future_event_time dead letter and does not move the watermark (default 1d)")
     source.add_argument("--on-missing-offsets", choices=ON_MISSING, default="error",
                         help="offsets deleted by retention, or a group without commits: fail (default) or start at "
                              "the log start")

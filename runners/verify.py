@@ -12,10 +12,13 @@ Rules (the Kappa promise of shared/DESIGN.md, checked):
 * Its final pane is the one with ``is_last`` set; a window without one is "not final".
 * Values are compared in their JSON form (the codec's), so ``Decimal("12.50")`` read
   from Avro equals ``"12.50"`` read from JSON: exact, never through floats.
-* With ``--exclude-too-late``, every window that shares time with a window named by a
-  ``too_late`` dead letter is left out, for every pipeline and key (dead letters name
-  the window, not the pipeline's key). For fixed windows that is exactly the named
-  window; for sessions it also catches the session the late record would have joined.
+* Whether a record is too late follows from the log (its partition's watermark), so a
+  live run and a replay drop the same records. The one exception is a live partition
+  idle at the head of the log, whose watermark follows the clock: its dead letters say
+  ``decided_by: clock``. With ``--exclude-too-late``, every window that shares time
+  with a window named by such a dead letter is left out, for every pipeline and key
+  (dead letters name the window, not the pipeline's key); ``decided_by: log`` ones
+  exclude nothing, since both runs dropped those records.
 * Exit 0 only when nothing differs, is missing, extra or not final; 1 otherwise.
 """
 
@@ -132,7 +135,7 @@ class Comparison:
         found = ", ".join(f"{n} {what}" for what, n in self.counts.items())
         lines = [f"A {label_a}: {self.windows_a} windows",
                  f"B {label_b}: {self.windows_b} windows",
-                 f"{self.agree} agree, {found}, {self.excluded} excluded (had too-late data)"]
+                 f"{self.agree} agree, {found}, {self.excluded} excluded (too late by the clock in a live run)"]
         lines += [line for _, line in sorted(self.problems)[:show]]
         if len(self.problems) > show:
             lines.append(f"... and {len(self.problems) - show} more (--show {len(self.problems)} lists them all)")
@@ -280,7 +283,8 @@ def _read_pubsub(subscription: str, where: str, timeout_s: float) -> list[dict]:
 
 
 def too_late_windows(path: Path) -> list[tuple[int, int]]:
-    """The ``[start, end)`` windows (epoch ms) named by ``too_late`` dead letters in a JSON-lines file."""
+    """The ``[start, end)`` windows (epoch ms) named by ``too_late`` dead letters in a JSON-lines file
+    that the clock decided (older files without ``decided_by`` count as such)."""
     where = f"--exclude-too-late {path}"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -292,7 +296,7 @@ def too_late_windows(path: Path) -> list[tuple[int, int]]:
             continue
         try:
             dead = json.loads(line)
-            if dead.get("reason") == "too_late" and "window_start" in dead:
+            if dead.get("reason") == "too_late" and "window_start" in dead and dead.get("decided_by") != "log":
                 windows.append((_ms(parse_instant(dead["window_start"])), _ms(parse_instant(dead["window_end"]))))
         except (ValueError, KeyError, AttributeError) as err:
             raise UsageError(f"{where}: line {number} is not a dead letter: {err}") from None
@@ -314,8 +318,9 @@ def add_parser(subparsers) -> None:
     verify.add_argument("b", metavar="B", help="the result set to compare with A (same forms)")
     verify.add_argument("--pipeline", metavar="NAME", help="compare only this pipeline's results (default: all)")
     verify.add_argument("--exclude-too-late", action="append", type=Path, default=[], metavar="DEADLETTERS",
-                        help="dead letters (JSON lines): leave out windows sharing time with one named by "
-                             "a too_late record (all pipelines and keys; repeatable)")
+                        help="a live run's dead letters (JSON lines): leave out windows sharing time with one "
+                             "named by a too_late record the clock decided (decided_by: clock; all pipelines and "
+                             "keys; repeatable)")
     verify.add_argument("--show", type=cliargs.non_negative_int, default=20, metavar="N",
                         help="list at most N differing windows (default 20)")
     verify.add_argument("--timeout", type=cliargs.positive_float, default=10.0, metavar="SECONDS",

@@ -67,6 +67,9 @@ class DeadLetter(NamedTuple):
     event_ms: int | None = None
     lateness_ms: int | None = None
     window: tuple[int, int] | None = None
+    #: too_late: ``log`` (its partition's watermark: the same in every run) or ``clock`` (a
+    #: live runner's watermark the clock moved past the log's; a replay may count the record)
+    decided_by: str | None = None
 
     def to_json(self) -> dict:
         """The dead-letter record of shared/DESIGN.md, JSON-ready."""
@@ -83,4 +86,6 @@ class DeadLetter(NamedTuple):
             out["lateness_ms"] = self.lateness_ms
         if self.window is not None:
             out["window_start"], out["window_end"] = (format_instant(t) for t in self.window)
+        if self.decided_by is not None:
+            out["decided_by"] = self.decided_by
         return out

@@ -31,7 +31,9 @@ LOG = {
         ("Fresh", 1 / 60),   # a brand-new key, 9:59 behind: too late
         ("Anchor", 9.5),     # window [9, 10) ends exactly at the cutoff: closed, too late
         ("Anchor", 10.5),    # on time
-        ("Late", 9.99)],     # too late by 10 ms
+        ("Late", 9.99),      # too late by 10 ms
+        ("Future", 10.25, 7 * 24 * 60 * MIN),  # a week ahead of its broker time: future_event_time, no watermark move
+        ("Anchor", 10.75)],  # on time: the future record moved nothing
     1: [("Quiet", 4.0),
         ("Quiet", 5.0),      # on time: this partition is only at minute 4, whatever partition 0 did
         ("Slow", 4.5),       # window [4, 5) ends at this partition's cutoff (5:00): too late
@@ -44,9 +46,9 @@ def _write(bootstrap: str, topic: str) -> dict[tuple[int, int], dict]:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     written, n = {}, 0
     for partition, entries in LOG.items():
-        for offset, (merchant, minutes) in enumerate(entries):
+        for offset, (merchant, minutes, *mistake) in enumerate(entries):
             ms = T0 + round(minutes * MIN)
-            record = payment_at(ms, n)
+            record = payment_at(ms + sum(mistake), n)
             record["merchant"]["name"] = merchant
             n += 1
             producer.produce(topic, codec.encode(record), key=merchant.encode(), partition=partition, timestamp=ms)
@@ -64,6 +66,8 @@ def _expected(written):
         for offset in range(len(LOG[partition])):
             record = written[(partition, offset)]
             ms = ms_of(record["timestamp"])
+            if len(LOG[partition][offset]) == 3:
+                continue  # the far-future one
             start = (ms - T0) // MIN * MIN + T0
             if newest is not None and newest >= start + MIN:
                 late.add((partition, offset))
@@ -94,8 +98,11 @@ def test_too_late_follows_each_partitions_log_and_replays_are_byte_identical(kaf
 
     files = runs[0]
     dead = [json.loads(line) for line in files.pop("totals.dead.jsonl").splitlines()]
-    assert {(d["provenance"]["partition"], d["provenance"]["position"]) for d in dead} == late
-    assert {d["reason"] for d in dead} == {"too_late"}
+    too_late = [d for d in dead if d["reason"] == "too_late"]
+    assert {(d["provenance"]["partition"], d["provenance"]["position"]) for d in too_late} == late
+    assert {d["decided_by"] for d in too_late} == {"log"}
+    [future] = [d for d in dead if d["reason"] != "too_late"]
+    assert future["reason"] == "future_event_time" and future["provenance"]["position"] == 6, future
     results = [json.loads(line) for data in files.values() for line in data.splitlines()]
     # One pane per window in a bounded replay: final, ON_TIME, index 0, with the final-value id.
     assert all(r["is_last"] and r["timing"] == "ON_TIME" and r["pane_index"] == 0 for r in results)

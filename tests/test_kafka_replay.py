@@ -5,6 +5,7 @@ records; dead letters instead of failures; clear errors for impossible points.""
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -70,7 +71,7 @@ def test_records_read_are_exactly_the_planned_ranges_however_split(kafka_bootstr
 def test_timestamp_points_resolve_as_kafka_offsets_for_times(kafka_bootstrap, kafka_admin, stamps, t, span):
     """--from T --to T+span starts at the first offset whose CreateTime >= T and stops at the
     first >= T+span (or the end), also with out-of-order timestamps."""
-    topic = f"times-{abs(hash((tuple(stamps), t, span))) % 10**12}"
+    topic = f"times-{abs(hash((tuple(stamps), t, span))) % 10**12}-{uuid.uuid4().hex[:6]}"  # fresh on a reused broker
     create_topic(kafka_admin, topic, 1)
     write_log(kafka_bootstrap, topic, {0: [T0 + s for s in stamps]})
     start, stop = T0 + t, T0 + t + span

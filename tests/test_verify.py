@@ -102,13 +102,16 @@ def test_windows_with_too_late_data_are_excluded(tmp_path, capsys):
     a = file_set(tmp_path, "a", results)
     b = file_set(tmp_path, "b", changed(results, T0 + MINUTE, "Zeta"))
     dead = tmp_path / "live.dead.jsonl"
-    letters = [dead_letter(1), dead_letter(2, (T0 + MINUTE, T0 + 2 * MINUTE))]
-    dead.write_text("".join(json.dumps(d.to_json()) + "\n" for d in letters))
+    by_log = dead_letter(2, (T0 + MINUTE, T0 + 2 * MINUTE))._replace(decided_by="log")
+    by_clock = by_log._replace(decided_by="clock")
+    dead.write_text("".join(json.dumps(d.to_json()) + "\n" for d in [dead_letter(1), by_log]))
     assert verify(a, b) == 1
+    assert verify(a, b, "--exclude-too-late", str(dead)) == 1, "both runs dropped what the log decided"
+    dead.write_text("".join(json.dumps(d.to_json()) + "\n" for d in [dead_letter(1), by_clock]))
     capsys.readouterr()
     assert verify(a, b, "--exclude-too-late", str(dead)) == 0
-    assert "2 agree, 0 values differ, 0 missing in B, 0 extra in B, 0 not final, 2 excluded (had too-late data)" \
-        in capsys.readouterr().out
+    assert ("2 agree, 0 values differ, 0 missing in B, 0 extra in B, 0 not final, 2 excluded (too late by the clock "
+            "in a live run)") in capsys.readouterr().out
 
 
 @pytest.mark.kafka

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from schemas.jsonform import parse_instant
 
-__all__ = ["EventTimeSpec", "InvalidEventTime", "BROKER_TIMESTAMP_TYPES"]
+__all__ = ["BROKER_TIMESTAMP_TYPES", "DEFAULT_MAX_AHEAD_MS", "EventTimeSpec", "FutureEventTime", "InvalidEventTime"]
 
 #: confluent-kafka's timestamp type constants, by name.
 BROKER_TIMESTAMP_TYPES = {1: "create_time", 2: "log_append_time"}
@@ -28,6 +28,18 @@ _MS = timedelta(milliseconds=1)
 
 class InvalidEventTime(ValueError):
     reason = "invalid_record"
+
+
+class FutureEventTime(InvalidEventTime):
+    """An event time further ahead of the broker's timestamp than the bound allows (e.g.
+    microseconds where milliseconds are expected): a dead letter, the watermark untouched."""
+
+    reason = "future_event_time"
+
+
+#: How far an event time may be ahead of its record's broker timestamp (Kafka record time,
+#: Pub/Sub publish time) by default: a day covers producers' clock skew and buffering.
+DEFAULT_MAX_AHEAD_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,8 @@ class _WindowPerKeyFn(beam.DoFn):
                 f"arrived {late.lateness_ms} ms behind {whose}, after window "
                 f"[{late.window[0]}, {late.window[1]}) closed (allowed lateness "
                 f"{self.spec.config.allowed_lateness_ms} ms)",
-                record.provenance, None, record.key, late.event_ms, late.lateness_ms, late.window))
+                record.provenance, None, record.key, late.event_ms, late.lateness_ms, late.window,
+                "clock" if late.by_clock else "log"))
 
 
 class WindowPerKey(beam.PTransform):
