@@ -54,7 +54,6 @@ class PubSubReadSettings:
     event_time: str = "publish_time"
     id_attribute: str | None = None  #: dedupe by this attribute; by message id when None
     max_out_of_orderness_ms: int = 0
-    max_event_time_ahead_ms: int = DEFAULT_MAX_AHEAD_MS  #: further ahead of the publish time: future_event_time
     emulator_host: str | None = None  #: host:port of the emulator; None: $PUBSUB_EMULATOR_HOST or Google
     stop_publish_ms: int | None = None  #: bounded replay: read what was published before this
     batch_size: int = 1000
@@ -62,6 +61,7 @@ class PubSubReadSettings:
     finish_after_idle_pulls: int = 3
     checkpoint_every_s: float = 1.0
     channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
+    max_event_time_ahead_ms: int = DEFAULT_MAX_AHEAD_MS  #: further ahead of the publish time: future_event_time
 
     @property
     def live(self) -> bool:

@@ -91,8 +91,8 @@ def run(args) -> int:
         raise KappaError("the replay failed")
     _print_totals(replay_sink)
 
-    # Windows the live run had too-late data for are the one stated exception (its watermark
-    # follows the clock once caught up; a replay's follows the data).
+    # Too late follows the log, the same live and in the replay; the one stated exception are
+    # windows a caught-up live partition's clock-driven watermark closed (decided_by: clock).
     live_dead = live_sink.with_name(f"{live_sink.stem}.dead.jsonl")
     exclude = ["--exclude-too-late", str(live_dead)] if live_dead.exists() else []
     say(" ".join(["kappa verify", f"file:{live_sink}", f"file:{replay_sink}", *exclude]))

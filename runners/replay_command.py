@@ -225,7 +225,8 @@ def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSetti
         subscription = prepare_replay(source.path, start, host)
         print(f"replay subscription {subscription} seeked to --from {start}", file=sys.stderr)
     ahead = getattr(args, "max_event_time_ahead", DEFAULT_MAX_AHEAD_MS)
-    return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute, bound_ms, ahead, host, stop_ms)
+    return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute, bound_ms, host, stop_ms,
+                              max_event_time_ahead_ms=ahead)
 
 
 class _RecordLineFn(beam.DoFn):

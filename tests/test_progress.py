@@ -81,8 +81,9 @@ def test_the_summary_names_dead_letters_by_reason():
                      "dead letters      4 (decode_error 1, too_late 3)", "wall time         2.5s"]
 
 
-def test_a_live_range_splits_only_at_its_current_position():
-    """Split by a fraction, an open range's residual would start near 2**62, past any offset."""
+def test_source_ranges_split_only_at_their_current_position():
+    """Split by a fraction, an open range's residual would start near 2**62, past any offset;
+    a bounded one's would start without the partition's watermark of the records between."""
     live = offset_tracker(OffsetRange(100, LIVE_STOP))
     assert live.try_claim(120)
     assert live.try_split(0.5) is None
@@ -92,4 +93,6 @@ def test_a_live_range_splits_only_at_its_current_position():
 
     bounded = offset_tracker(OffsetRange(100, 200))
     assert bounded.try_claim(120)
-    assert bounded.try_split(0.5) is not None  # bounded ranges balance freely
+    assert bounded.try_split(0.5) is None
+    primary, residual = bounded.try_split(0)
+    assert (primary.start, primary.stop, residual.start, residual.stop) == (100, 121, 121, 200)
