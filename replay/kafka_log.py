@@ -12,10 +12,12 @@ __all__ = ["KafkaTopicLog", "consumer_config"]
 
 
 def consumer_config(bootstrap: str, group: str, isolation_level: str = "read_committed", **extra) -> dict:
-    """Settings every kappa consumer shares: explicit offsets, no auto-commit, no topic creation."""
+    """Settings every kappa consumer shares: explicit offsets, no auto-commit, no topic creation,
+    and an assigned offset that no longer exists is an error, never a silent jump to the end."""
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group,
+        "auto.offset.reset": "error",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "allow.auto.create.topics": False,

@@ -18,6 +18,8 @@ Pure logic over the small :class:`TopicLog` interface (a real Kafka topic in
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Protocol
 
 from replay.errors import ReplayError
@@ -26,7 +28,7 @@ from replay.points import (
     AfterStart, AtInstant, AtOffsets, Earliest, FromPoint, GroupPosition, Latest, Never, Now, Snapshot, ToPoint,
 )
 
-__all__ = ["ON_MISSING", "TopicLog", "resolve_ranges"]
+__all__ = ["check_ranges_still_there", "ON_MISSING", "TopicLog", "resolve_ranges"]
 
 ON_MISSING = ("error", "earliest")
 
@@ -156,3 +158,23 @@ def _stop(log, start, stop, partition, marks, begin) -> tuple[int | None, str]:
     raise ReplayError(f"--to {stop} is not a stop point")
 
 
+
+
+def check_ranges_still_there(log: TopicLog, ranges, on_missing: str = "error") -> list[PartitionRange]:
+    """A saved manifest's ranges against the log as it is now: a range whose start retention
+    has deleted since the plan is an error naming what is gone, unless ``on_missing`` is
+    ``earliest``, which keeps what is left (from the log start; empty if all is gone)."""
+    out = []
+    for r in ranges:
+        low, _ = log.watermarks(r.partition)
+        if r.start >= low:
+            out.append(r)
+            continue
+        gone = f"offsets [{r.start}, {min(low, r.stop) if r.stop is not None else low}) of {r.topic}[{r.partition}]"
+        if on_missing != "earliest":
+            raise ReplayError(f"{gone} were deleted since the plan (the log now starts at {low}); "
+                              "--on-missing-offsets=earliest replays what is left")
+        start = low if r.stop is None else min(low, r.stop)
+        out.append(dataclasses.replace(r, start=start, start_selector=f"{r.start_selector}; {gone} deleted, "
+                                       "so the log start (--on-missing-offsets=earliest)"))
+    return out

@@ -157,7 +157,7 @@ def prepare(args, live: bool) -> Job:
     described = {"name": name, "settings": {s: v for s, v in overrides.items() if v is not None}}
     group = _live_group(args, name) if live and isinstance(source, KafkaSource) else None
     if manifest_in is not None:
-        manifest = replace(manifest_in, pipeline=described)
+        manifest = replace(manifest_in, pipeline=described, ranges=tuple(_still_there(manifest_in, args)))
     elif isinstance(source, KafkaSource):
         manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, group, described)
     else:
@@ -167,6 +167,18 @@ def prepare(args, live: bool) -> Job:
         manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
                str(source or args.manifest), group)
+
+
+def _still_there(manifest: Manifest, args):
+    """The manifest's ranges as the log holds them now (retention may have deleted starts)."""
+    from replay.kafka_log import KafkaTopicLog
+    from replay.resolve import check_ranges_still_there
+
+    with KafkaTopicLog(manifest.bootstrap, manifest.topic, manifest.isolation_level, args.timeout) as log:
+        try:
+            return check_ranges_still_there(log, manifest.ranges, args.on_missing_offsets)
+        except ReplayError as err:
+            raise ReplayError(f"--manifest {args.manifest}: {err}") from None
 
 
 def _runner_settings(args, name: str) -> RunnerSettings:
