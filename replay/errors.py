@@ -1,6 +1,6 @@
 """Errors a replay's user can act on. The CLI prints them as one line."""
 
-__all__ = ["ReplayError"]
+__all__ = ["NoCommits", "ReplayError"]
 
 
 class ReplayError(Exception):
@@ -9,3 +9,7 @@ class ReplayError(Exception):
     The message names what was wrong and, where there is one, the flag or fallback
     that changes it.
     """
+
+
+class NoCommits(ReplayError):
+    """``group:<g>`` names a group with no committed offset on any partition of the topic."""

@@ -22,7 +22,7 @@ import dataclasses
 
 from typing import Protocol
 
-from replay.errors import ReplayError
+from replay.errors import NoCommits, ReplayError
 from replay.manifest import PartitionRange
 from replay.points import (
     AfterStart, AtInstant, AtOffsets, Earliest, FromPoint, GroupPosition, Latest, Never, Now, Snapshot, ToPoint,
@@ -100,7 +100,7 @@ def _starts(log, start, stop, partitions, marks, on_missing) -> dict[int, tuple[
     if isinstance(start, GroupPosition):
         committed = log.committed(start.group, partitions)
         if all(committed.get(p) is None for p in partitions):
-            raise ReplayError(f"--from {start}: the group has no committed offsets on {log.topic!r} "
+            raise NoCommits(f"--from {start}: the group has no committed offsets on {log.topic!r} "
                               "(check the group id, or start from earliest or a time)")
         for p in partitions:
             offset = committed.get(p)

@@ -30,7 +30,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from pipelines import PIPELINES, get_pipeline
-from replay.errors import ReplayError
+from replay.errors import NoCommits, ReplayError
 from replay.kafka_log import commit_offsets
 from replay.manifest import Manifest
 from replay.progress import RunChannel
@@ -207,11 +207,12 @@ def _plan(args, source: KafkaSource, schema: str, bound_ms: int, group: str | No
     if args.start is not None:
         return plan(args.start, "never")
     try:
+        # Partitions the group has no commit for start by --on-missing-offsets (error by default).
         return plan(f"group:{group}", "never")
-    except ReplayError as err:
-        if "no committed offset" not in str(err):
-            raise
-        return plan("latest", "never")  # a new group starts at the end of the log
+    except NoCommits:
+        print(f"kappa: consumer group {group} has no commits on {source.topic}: a new group starts at the end of "
+              "the log (--from earliest reads the backlog)", file=sys.stderr)
+        return plan("latest", "never")
 
 
 def _live_group(args, name: str) -> str:
