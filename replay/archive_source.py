@@ -17,6 +17,7 @@ from replay.errors import ReplayError
 from schemas import make_codec
 from schemas.records import Provenance, SourceRecord
 from transforms.event_time import EventTimeSpec
+from transforms.watermark import OutOfOrdernessWatermark
 
 __all__ = ["ReadArchive", "read_archive_records"]
 
@@ -24,11 +25,11 @@ __all__ = ["ReadArchive", "read_archive_records"]
 def read_archive_records(path: Path, schema: str, event_time: str, bound_ms: int = 0):
     """Yield SourceRecord or DeadLetter for every line or record of ``path``, in file order;
     a record's cutoff is the file's watermark before it (greatest event time so far - ``bound_ms``)."""
-    newest = None
+    watermark = OutOfOrdernessWatermark(bound_ms)  # a file is read once, start to end: no clock
     for out in _decoded(path, schema, event_time):
         if type(out) is SourceRecord:
-            out = out._replace(cutoff_ms=None if newest is None else newest - bound_ms)
-            newest = out.event_ms if newest is None else max(newest, out.event_ms)
+            out = out._replace(cutoff_ms=watermark.log_watermark_ms())
+            watermark.observe(out.event_ms)
         yield out
 
 

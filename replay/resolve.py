@@ -19,7 +19,6 @@ Pure logic over the small :class:`TopicLog` interface (a real Kafka topic in
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Protocol
 
 from replay.errors import NoCommits, ReplayError
@@ -28,7 +27,7 @@ from replay.points import (
     AfterStart, AtInstant, AtOffsets, Earliest, FromPoint, GroupPosition, Latest, Never, Now, Snapshot, ToPoint,
 )
 
-__all__ = ["check_ranges_still_there", "ON_MISSING", "TopicLog", "resolve_ranges"]
+__all__ = ["ON_MISSING", "TopicLog", "check_ranges_still_there", "resolve_ranges"]
 
 ON_MISSING = ("error", "earliest")
 
@@ -101,7 +100,7 @@ def _starts(log, start, stop, partitions, marks, on_missing) -> dict[int, tuple[
         committed = log.committed(start.group, partitions)
         if all(committed.get(p) is None for p in partitions):
             raise NoCommits(f"--from {start}: the group has no committed offsets on {log.topic!r} "
-                              "(check the group id, or start from earliest or a time)")
+                            "(check the group id, or start from earliest or a time)")
         for p in partitions:
             offset = committed.get(p)
             if offset is None:
@@ -158,8 +157,6 @@ def _stop(log, start, stop, partition, marks, begin) -> tuple[int | None, str]:
     raise ReplayError(f"--to {stop} is not a stop point")
 
 
-
-
 def check_ranges_still_there(log: TopicLog, ranges, on_missing: str = "error") -> list[PartitionRange]:
     """A saved manifest's ranges against the log as it is now: a range whose start retention
     has deleted since the plan is an error naming what is gone, unless ``on_missing`` is
@@ -170,11 +167,11 @@ def check_ranges_still_there(log: TopicLog, ranges, on_missing: str = "error") -
         if r.start >= low:
             out.append(r)
             continue
-        gone = f"offsets [{r.start}, {min(low, r.stop) if r.stop is not None else low}) of {r.topic}[{r.partition}]"
+        start = low if r.stop is None else min(low, r.stop)  # what is left starts here
+        gone = f"offsets [{r.start}, {start}) of {r.topic}[{r.partition}]"
         if on_missing != "earliest":
             raise ReplayError(f"{gone} were deleted since the plan (the log now starts at {low}); "
                               "--on-missing-offsets=earliest replays what is left")
-        start = low if r.stop is None else min(low, r.stop)
         out.append(dataclasses.replace(r, start=start, start_selector=f"{r.start_selector}; {gone} deleted, "
                                        "so the log start (--on-missing-offsets=earliest)"))
     return out

@@ -21,10 +21,10 @@ from replay.manifest import DecodingSpec, Manifest
 from replay.resolve import ON_MISSING
 from replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, prepare_replay
 from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
-from transforms.event_time import DEFAULT_MAX_AHEAD_MS
 from schemas.catalog import SCHEMA_NAMES
 from schemas.codec import FORMATS
 from schemas.jsonform import format_instant
+from transforms.event_time import DEFAULT_MAX_AHEAD_MS
 
 __all__ = ["add_parsers", "decoding_spec", "pubsub_settings"]
 

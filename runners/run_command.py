@@ -125,8 +125,7 @@ def prepare(args, live: bool) -> Job:
     overrides = {**saved, **{s: getattr(args, s) for s in SETTINGS if getattr(args, s) is not None}}
     try:
         pipeline_class = get_pipeline(name)
-        config = windowing_config(pipeline_class.DEFAULTS, overrides)
-        pipeline = pipeline_class(replace(config, bounded=not live))
+        pipeline = pipeline_class(replace(windowing_config(pipeline_class.DEFAULTS, overrides), bounded=not live))
     except ConfigError as err:
         raise UsageError(str(err)) from None
     config = pipeline.config

@@ -20,13 +20,13 @@ from pathlib import Path
 
 from pipelines import PIPELINES
 from runners import cliargs
-from transforms.event_time import DEFAULT_MAX_AHEAD_MS
 from runners.errors import UsageError
 from runners.home import default_registry_path
 from runners.profiles import RUNNERS
 from replay.resolve import ON_MISSING
 from schemas.catalog import SCHEMA_NAMES
 from schemas.codec import FORMATS
+from transforms.event_time import DEFAULT_MAX_AHEAD_MS
 
 __all__ = ["add_run_flags", "preload_config"]
 

@@ -121,8 +121,8 @@ class KeyEngine:
                 return [], [late]
             for closed in self.closed_sessions:
                 if closed[0] < proto[1] and proto[0] < closed[1]:
-                    by_log = cutoff_ms is not None and cutoff_ms >= closed[1] + self.allowed_lateness_ms
-                    return [], [self._too_late(element, event_ms, closed, self.watermark_ms, not by_log)]
+                    by_clock = not self._closed_at(cutoff_ms, closed)
+                    return [], [self._too_late(element, event_ms, closed, self.watermark_ms, by_clock)]
             targets = [self._merge_into_session(proto)]
         else:
             targets = []
@@ -188,13 +188,16 @@ class KeyEngine:
 
     # -- internals ----------------------------------------------------------------
     def _closed(self, window: tuple[int, int]) -> bool:
-        return self.watermark_ms is not None and self.watermark_ms >= window[1] + self.allowed_lateness_ms
+        return self._closed_at(self.watermark_ms, window)
+
+    def _closed_at(self, watermark_ms: int | None, window: tuple[int, int]) -> bool:
+        """Whether ``window`` is closed once the watermark is ``watermark_ms`` (None: minus infinity)."""
+        return watermark_ms is not None and watermark_ms >= window[1] + self.allowed_lateness_ms
 
     def _late(self, element, event_ms: int, window: tuple[int, int], cutoff_ms: int | None) -> TooLate | None:
         """The element's dead letter if ``window`` is closed to it: by the log (its cutoff), else
         by the runner's watermark at this key (which only the clock moves past the cutoff)."""
-        close = window[1] + self.allowed_lateness_ms
-        if cutoff_ms is not None and cutoff_ms >= close:
+        if self._closed_at(cutoff_ms, window):
             return self._too_late(element, event_ms, window, cutoff_ms, False)
         if self._closed(window):
             return self._too_late(element, event_ms, window, self.watermark_ms, True)
