@@ -42,13 +42,20 @@ class SourceRecord(NamedTuple):
     ``cutoff_ms`` its partition's (or stream's) watermark when it was read: the greatest
     event time read before it there minus the watermark bound, None before any. A
     function of the log alone, the same in a live run and a replay: windows that closed
-    at or before it (``end + allowed lateness <= cutoff_ms``) are too late for it."""
+    at or before it (``end + allowed lateness <= cutoff_ms``) are too late for it.
+
+    ``clock_cutoff_ms`` is set only where the clock raised the partition's watermark past
+    the log's and past the record's event time (a live partition idle at the head of the
+    log): the watermark the live reader held when it read the record. The live run's
+    drained manifest records these (``PartitionRange.clock_marks``), so a replay of it
+    gives each record the same clock cutoff and drops the same records."""
 
     value: dict
     event_ms: int
     key: bytes | None
     provenance: Provenance
     cutoff_ms: int | None = None
+    clock_cutoff_ms: int | None = None
 
 
 class DeadLetter(NamedTuple):

@@ -109,14 +109,16 @@ class KeyEngine:
 
     # -- inputs -----------------------------------------------------------------
     def add(self, element: Any, value: Any, event_ms: int, now_ms: int,
-            cutoff_ms: int | None = None) -> tuple[list[Pane], list[TooLate]]:
+            cutoff_ms: int | None = None, clock_cutoff_ms: int | None = None) -> tuple[list[Pane], list[TooLate]]:
         """One element; ``value`` is what the aggregation adds, ``cutoff_ms`` its
-        partition's watermark when it was read (None: nothing read before it). Returns
-        panes fired now and the windows it came too late for."""
+        partition's log watermark when it was read (None: nothing read before it),
+        ``clock_cutoff_ms`` the higher watermark the clock had given it (recorded, so a
+        replay repeats it; None: the clock did not matter). Returns panes fired now and
+        the windows it came too late for."""
         too_late: list[TooLate] = []
         if isinstance(self.window_spec, SessionWindows):
             proto = (event_ms, event_ms + self.window_spec.gap_ms)
-            late = self._late(element, event_ms, proto, cutoff_ms)
+            late = self._late(element, event_ms, proto, cutoff_ms, clock_cutoff_ms)
             if late is not None:
                 return [], [late]
             for closed in self.closed_sessions:
@@ -127,7 +129,7 @@ class KeyEngine:
         else:
             targets = []
             for window in self.window_spec.assign(event_ms):
-                late = self._late(element, event_ms, window, cutoff_ms)
+                late = self._late(element, event_ms, window, cutoff_ms, clock_cutoff_ms)
                 if late is not None:
                     too_late.append(late)
                 else:
@@ -194,11 +196,15 @@ class KeyEngine:
         """Whether ``window`` is closed once the watermark is ``watermark_ms`` (None: minus infinity)."""
         return watermark_ms is not None and watermark_ms >= window[1] + self.allowed_lateness_ms
 
-    def _late(self, element, event_ms: int, window: tuple[int, int], cutoff_ms: int | None) -> TooLate | None:
+    def _late(self, element, event_ms: int, window: tuple[int, int], cutoff_ms: int | None,
+              clock_cutoff_ms: int | None = None) -> TooLate | None:
         """The element's dead letter if ``window`` is closed to it: by the log (its cutoff), else
-        by the runner's watermark at this key (which only the clock moves past the cutoff)."""
+        by the clock: the reader's recorded clock watermark, or the runner's watermark at
+        this key (which only the clock moves past the cutoff)."""
         if self._closed_at(cutoff_ms, window):
             return self._too_late(element, event_ms, window, cutoff_ms, False)
+        if self._closed_at(clock_cutoff_ms, window):
+            return self._too_late(element, event_ms, window, clock_cutoff_ms, True)
         if self._closed(window):
             return self._too_late(element, event_ms, window, self.watermark_ms, True)
         return None

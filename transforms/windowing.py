@@ -140,7 +140,8 @@ class _WindowPerKeyFn(beam.DoFn):
         engine = self._engine(key, state)
         now = _now_ms()
         due = engine.advance_processing_time(now)
-        panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now, record.cutoff_ms)
+        panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now, record.cutoff_ms,
+                                      record.clock_cutoff_ms)
         self._save(key, engine, state, event_timer)
         yield from self._outputs(due + panes, too_late)
 
