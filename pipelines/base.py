@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import apache_beam as beam
 
+from schemas.jsonform import format_instant
 from schemas.records import DeadLetter, SourceRecord
 from transforms.config import WindowingConfig, windowing_config
 from transforms.engine import Aggregation, Pane
@@ -37,10 +38,14 @@ def result_id(pipeline: str, key: str, window: tuple[int, int], pane_index: int 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _interval(window: tuple[int, int]) -> str:
+    return "/".join(format_instant(t) for t in window)
+
+
 def result_record(pipeline: str, pane: Pane, values: dict) -> dict:
     """A window_result record (``schemas/avro/window_result.avsc``): ``id`` is the final-value
     id on the window's last pane and the pane's own id on the others; ``pane_id`` is always
-    the pane's own."""
+    the pane's own. A superseded session's last pane (``merged_into``) carries no values."""
     pane_id = result_id(pipeline, str(pane.key), pane.window, pane.pane_index)
     return {
         "id": result_id(pipeline, str(pane.key), pane.window) if pane.is_last else pane_id,
@@ -52,8 +57,19 @@ def result_record(pipeline: str, pane: Pane, values: dict) -> dict:
         "timing": pane.timing,
         "pane_index": pane.pane_index,
         "is_last": pane.is_last,
+        "merged_into": None if pane.merged_into is None else _interval(pane.merged_into),
         "values": values,
     }
+
+
+def _results(name: str, values_of: Callable[[Any], dict | None]):
+    """Pane -> its result record; none for a pane whose aggregate ``values_of`` turns down."""
+    def to_results(pane: Pane) -> list[dict]:
+        if pane.merged_into is not None:
+            return [result_record(name, pane, {})]
+        values = values_of(pane.value)
+        return [] if values is None else [result_record(name, pane, values)]
+    return to_results
 
 
 class _KeyFn(beam.DoFn):
@@ -97,8 +113,6 @@ class WindowedPipeline(beam.PTransform):
     def expand(self, records):
         keyed = records | "Key" >> beam.ParDo(_KeyFn(self.key_of)).with_outputs(_INVALID, main="keyed")
         windowed = keyed.keyed | "Window" >> WindowPerKey(self.config, self.aggregation(), self.value_of)
-        name, values = self.name, self.values
-        results = windowed["panes"] | "ToResults" >> beam.FlatMap(
-            lambda pane: [] if (v := values(pane.value)) is None else [result_record(name, pane, v)])
+        results = windowed["panes"] | "ToResults" >> beam.FlatMap(_results(self.name, self.values))
         dead = (keyed[_INVALID], windowed["too_late"]) | "DeadLetters" >> beam.Flatten()
         return {"results": results, "dead_letters": dead}

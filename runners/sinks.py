@@ -165,13 +165,19 @@ def _result_codec(fmt: str):
     return make_codec(fmt, RESULT_SCHEMA)
 
 
-def _render_window_file(target: Path, results) -> bytes:
-    """The bytes of one window file: results deduplicated by id, sorted by (key, pane_index).
+def _render_window_file(target: Path, results) -> bytes | None:
+    """The bytes of one window file: results deduplicated by id, sorted by (key, pane_index);
+    None when nothing is left to write.
 
-    Avro files get a sync marker derived from the file name, so equal results give
-    byte-identical files."""
+    A (pipeline, key) whose session was merged away (a result ``merged_into`` another
+    session) has no window here: its results are left out. Avro files get a sync
+    marker derived from the file name, so equal results give byte-identical files."""
     unique = {r["id"]: r for r in results}
-    ordered = sorted(unique.values(), key=lambda r: (r["key"], r["pane_index"], r["pipeline"], r["id"]))
+    superseded = {(r["pipeline"], r["key"]) for r in unique.values() if r.get("merged_into")}
+    ordered = sorted((r for r in unique.values() if (r["pipeline"], r["key"]) not in superseded),
+                     key=lambda r: (r["key"], r["pane_index"], r["pipeline"], r["id"]))
+    if not ordered:
+        return None
     if target.suffix == ".jsonl":
         codec = _result_codec("json")
         return b"".join(codec.encode(r) + b"\n" for r in ordered)
@@ -198,8 +204,12 @@ def read_window_file(path: Path) -> list[dict]:
         return list(fastavro.reader(data))
 
 
-def _replace_file(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically: readers see the old file or the new one."""
+def _replace_file(target: Path, data: bytes | None) -> None:
+    """Write ``data`` to ``target`` atomically: readers see the old file or the new one
+    (None: remove ``target``)."""
+    if data is None:
+        target.unlink(missing_ok=True)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: its files are 0600; this one gets the umask's mode like any other.
     temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")

@@ -10,6 +10,10 @@ Rules (the Kappa promise of shared/DESIGN.md, checked):
 * A window is ``(pipeline, key, [window_start, window_end))``. Copies of one result id
   are the same record (a re-delivery), so counting them twice changes nothing.
 * Its final pane is the one with ``is_last`` set; a window without one is "not final".
+  A session whose last pane is ``merged_into`` another was merged away: it is no
+  window at all (its earlier panes were superseded), on either side.
+* Final panes carry the whole window in either accumulation mode, so a discarding
+  run compares with an accumulating one, and with a replay, window by window.
 * Values are compared in their JSON form (the codec's), so ``Decimal("12.50")`` read
   from Avro equals ``"12.50"`` read from JSON: exact, never through floats.
 * Whether a record is too late follows from the log (its partition's watermark), so a
@@ -51,7 +55,8 @@ examples:
 """
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ENVELOPE = ("id", "pane_id", "pipeline", "key", "window_start", "window_end", "timing", "pane_index", "is_last")
+_ENVELOPE = ("id", "pane_id", "pipeline", "key", "window_start", "window_end", "timing", "pane_index", "is_last",
+             "merged_into")
 
 
 # -- the comparison (pure) --------------------------------------------------------------------------
@@ -97,15 +102,21 @@ def final_panes(records: Iterable[dict], pipeline: str | None = None) -> ResultS
     unique = {r["id"]: r for r in records if pipeline is None or r["pipeline"] == pipeline}
     out = ResultSet()
     last_pane: dict[WindowId, int] = {}
+    superseded: set[WindowId] = set()
     for record in unique.values():
         window = WindowId(record["pipeline"], record["key"], _ms(record["window_start"]), _ms(record["window_end"]))
-        if not record["is_last"]:
+        if record.get("merged_into"):
+            superseded.add(window)
+        elif not record["is_last"]:
             out.not_final.add(window)
         elif record["pane_index"] >= last_pane.get(window, -1):
             last_pane[window] = record["pane_index"]
             as_json = json.loads(codec.encode(record))
             out.finals[window] = {k: v for k, v in as_json.items() if k not in _ENVELOPE}
     out.not_final -= set(out.finals)
+    for window in superseded:  # a session merged away is no window at all
+        out.finals.pop(window, None)
+        out.not_final.discard(window)
     return out
 
 

@@ -98,6 +98,7 @@ def window_results(values=None):
         "timing": st.sampled_from(["EARLY", "ON_TIME", "LATE"]),
         "pane_index": st.integers(min_value=0, max_value=2**63 - 1),
         "is_last": st.booleans(),
+        "merged_into": st.none() | text,
         "values": values if values is not None else st.dictionaries(text, value, max_size=6),
     })
 

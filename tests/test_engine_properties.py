@@ -81,36 +81,15 @@ def run_engine(steps, spec, trigger, lateness, accumulating, final=END):
     return panes, too_late
 
 
-def final_values(panes, accumulating, kind="fixed"):
-    """What a consumer takes as final.
-
-    Accumulating: (key, window) -> the value of the window's last pane. Discarding:
-    the sum of the window's panes; for sessions, whose early panes belong to windows
-    later merged away, the per-key sum of all panes (each element counted once)."""
-    if not accumulating and kind == "session":
-        totals = defaultdict(int)
-        for p in panes:
-            totals[p.key] += p.value
-        return dict(totals)
-    by_window = defaultdict(list)
-    for p in panes:
-        by_window[(p.key, p.window)].append(p)
-    out = {}
-    for kw, ps in by_window.items():
-        if not any(p.is_last for p in ps):
-            continue  # a session merged into a larger one before it closed
-        out[kw] = max(ps, key=lambda p: p.pane_index).value if accumulating else sum(p.value for p in ps)
-    return out
+def final_values(panes, accumulating=True, kind="fixed"):
+    """What a consumer takes as final, in either mode: (key, window) -> the value of the
+    window's last pane. A session merged away (its last pane ``merged_into`` another)
+    has no final value."""
+    return {(p.key, p.window): p.value for p in panes if p.is_last and p.merged_into is None}
 
 
 def model_final(model, accumulating, kind):
-    values = model.final_values()
-    if not accumulating and kind == "session":
-        totals = defaultdict(int)
-        for (key, _), v in values.items():
-            totals[key] += v
-        return dict(totals)
-    return values
+    return model.final_values()
 
 
 def model_for(kind, params, lateness):
@@ -133,25 +112,66 @@ def test_final_pane_values_equal_the_reference_model(windowing, trigger, latenes
 @settings(max_examples=400, deadline=None)
 @given(windowings, triggers, st.integers(0, 40), st.booleans(), schedules())
 def test_every_window_has_consecutive_panes_and_exactly_one_last_pane(windowing, trigger, lateness, accumulating, steps):
-    """Pane indices run 0..n-1 per window; only the highest is_last; timings go
-    EARLY* then at most one ON_TIME then LATE*. (A session merged away before it
-    closed has no last pane; the merged session continues its pane indices.)"""
-    kind, spec, _ = windowing
+    """Pane indices run 0..n-1 per window and only the highest is_last, for sessions too
+    (a session merged away ends with its superseded last pane; the merged session is a
+    new window, from index 0); timings go EARLY* then at most one ON_TIME then LATE*
+    (a discarding window's closing delta and its last pane share one timing)."""
+    _, spec, _ = windowing
     panes, _ = run_engine(steps, spec, trigger, lateness, accumulating)
     by_window = defaultdict(list)
     for p in panes:
         by_window[(p.key, p.window)].append(p)
     order = {EARLY: 0, ON_TIME: 1, LATE: 2}
     for ps in by_window.values():
-        if kind == "session":
-            indices = [p.pane_index for p in ps]
-            assert indices == sorted(set(indices))
-            assert [p.is_last for p in ps][:-1] == [False] * (len(ps) - 1)
-        else:
-            assert [p.pane_index for p in ps] == list(range(len(ps)))
-            assert [p.is_last for p in ps] == [False] * (len(ps) - 1) + [True]
+        assert [p.pane_index for p in ps] == list(range(len(ps)))
+        assert [p.is_last for p in ps] == [False] * (len(ps) - 1) + [True]
+        assert all(p.merged_into is None for p in ps[:-1])
         timings = [order[p.timing] for p in ps]
-        assert timings == sorted(timings) and timings.count(1) <= 1
+        assert timings == sorted(timings)
+        # A discarding window's closing delta and its last pane are one firing: one timing.
+        closing_pair = not accumulating and len(ps) > 1 and ps[-1].merged_into is None
+        assert (timings[:-1] if closing_pair else timings).count(1) <= 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(windowings, triggers, st.integers(0, 40), schedules())
+def test_discarding_deltas_add_up_to_the_final_value_which_equals_the_accumulating_one(windowing, trigger, lateness,
+                                                                                      steps):
+    """Discarding mode: a window's non-final panes carry what is new since the pane
+    before, and whenever it has any, they add up to its last pane's value; that last
+    pane carries the whole value, equal to an accumulating run's, and the same windows
+    are superseded (merged away) in both modes."""
+    _, spec, _ = windowing
+    discarding, late_d = run_engine(steps, spec, trigger, lateness, False)
+    accumulating, late_a = run_engine(steps, spec, trigger, lateness, True)
+    assert final_values(discarding) == final_values(accumulating)
+    assert late_d == late_a
+    superseded = lambda panes: {(p.key, p.window, p.merged_into) for p in panes if p.merged_into}  # noqa: E731
+    assert superseded(discarding) == superseded(accumulating)
+    by_window = defaultdict(list)
+    for p in discarding:
+        by_window[(p.key, p.window)].append(p)
+    for ps in by_window.values():
+        last, deltas = ps[-1], ps[:-1]
+        if deltas and last.merged_into is None:
+            assert sum(p.value for p in deltas) == last.value
+        assert all(p.value > 0 for p in deltas), "a discarding pane with nothing new is not fired"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 30), triggers, st.integers(0, 40), st.booleans(), schedules())
+def test_a_session_that_fired_and_merged_away_is_superseded_by_a_session_that_covers_it(gap, trigger, lateness,
+                                                                                        accumulating, steps):
+    """Every superseded session names a session it merged into that covers it, and each
+    element ends up in exactly one final session: superseded sessions hold no value."""
+    panes, too_late = run_engine(steps, SessionWindows(gap), trigger, lateness, accumulating)
+    for p in panes:
+        if p.merged_into is not None:
+            assert p.is_last and p.value is None
+            assert p.merged_into[0] <= p.window[0] and p.window[1] <= p.merged_into[1]
+            assert p.merged_into != p.window
+    accepted = sum(s[3] for s in steps if s[0] == "element") - sum(t.element[2] for t in too_late)
+    assert sum(final_values(panes).values()) == accepted
 
 
 @settings(max_examples=400, deadline=None)
@@ -208,7 +228,8 @@ def test_late_panes_accumulate_every_element_accepted_so_far(windowing, lateness
     panes, _ = run_engine(steps, spec, TriggerPolicy("watermark"), lateness, True)
     by_window = defaultdict(list)
     for p in panes:
-        by_window[(p.key, p.window)].append(p.value)
+        if p.merged_into is None:  # a superseded session's last pane holds no value
+            by_window[(p.key, p.window)].append(p.value)
     for values in by_window.values():
         assert values == sorted(values)  # values are positive: panes only grow
 

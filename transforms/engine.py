@@ -30,11 +30,20 @@ allowed lateness):
 * When a window closes it fires its last pane (``is_last``), even with no new data, so
   each window ends with exactly one final pane. If W passes end and end + L at once
   (a bounded replay's final watermark), that is a single ON_TIME pane.
-* Accumulating panes carry everything so far; discarding panes only what is new.
-* Sessions merge when they overlap; a merged session keeps the highest pane index.
-  An element whose proto-session overlaps a session that has already closed is too
-  late for that session (it would have joined it, had it come in time): otherwise a
-  live run would split what a replay merges.
+* Accumulating panes carry everything so far. Discarding panes carry only what is
+  new since the window's previous pane, and a pane with nothing new is not fired (its
+  ON_TIME moment passes silently). In both modes the last pane (``is_last``) carries
+  the window's whole value, its final value: the same in every run and mode. So that
+  a discarding window's deltas still add up to its final value, a window that fired
+  deltas before it closes fires the rest as one more delta just before its last pane
+  (both with the same timing).
+* Sessions merge when they overlap. The merged session is a new window: its panes
+  start at index 0 and it owes its ON_TIME pane again. A session that had fired panes
+  and is merged away ends with a last pane of its own, ``merged_into`` the new
+  session and without a value: it is superseded, not final, and sinks and ``verify``
+  drop it (a window file is deleted). An element whose proto-session overlaps a
+  session that has already closed is too late for that session (it would have joined
+  it, had it come in time): otherwise a live run would split what a replay merges.
 """
 
 from __future__ import annotations
@@ -69,7 +78,8 @@ class Pane:
     timing: str
     pane_index: int
     is_last: bool
-    value: Any
+    value: Any  #: the aggregate's extract (None on a superseded pane)
+    merged_into: tuple[int, int] | None = None  #: a superseded session: the session it merged into
 
 
 @dataclass(frozen=True)
@@ -85,10 +95,12 @@ class TooLate:
 
 @dataclass
 class _Window:
-    acc: Any
+    acc: Any  #: everything the window holds
+    delta: Any = None  #: discarding mode: what arrived since the last pane
     pane_index: int = 0  #: index of the next pane
     on_time_fired: bool = False
     pending: int = 0  #: elements since the last pane
+    count: int = 0  #: elements in the window
     due_ms: int | None = None  #: processing time of the next EARLY / processing-time pane
 
 
@@ -125,20 +137,27 @@ class KeyEngine:
                 if closed[0] < proto[1] and proto[0] < closed[1]:
                     by_clock = not self._closed_at(cutoff_ms, closed)
                     return [], [self._too_late(element, event_ms, closed, self.watermark_ms, by_clock)]
-            targets = [self._merge_into_session(proto)]
+            panes, window = self._merge_into_session(proto)
+            targets = [window]
         else:
-            targets = []
+            panes, targets = [], []
             for window in self.window_spec.assign(event_ms):
                 late = self._late(element, event_ms, window, cutoff_ms, clock_cutoff_ms)
                 if late is not None:
                     too_late.append(late)
                 else:
                     targets.append(window)
-        panes = []
+        add = self.aggregation.add
         for window in targets:
-            state = self.windows.setdefault(window, _Window(self.aggregation.create()))
-            state.acc = self.aggregation.add(state.acc, value)
+            state = self.windows.get(window)
+            if state is None:
+                create = self.aggregation.create
+                state = self.windows[window] = _Window(create(), None if self.accumulating else create())
+            state.acc = add(state.acc, value)
+            if not self.accumulating:
+                state.delta = add(state.delta, value)
             state.pending += 1
+            state.count += 1
             panes.extend(self._after_element(window, state, now_ms))
         return panes, too_late
 
@@ -154,13 +173,16 @@ class KeyEngine:
         for window in sorted(self.windows, key=lambda w: (w[1], w[0])):
             state = self.windows[window]
             if self._closed(window):
-                panes.append(self._fire(window, state, is_last=True))
+                panes.extend(self._close(window, state))
                 del self.windows[window]
                 if isinstance(self.window_spec, SessionWindows):
                     self.closed_sessions.append(window)
             elif (watermark_ms >= window[1] and not state.on_time_fired and self.trigger.kind == "watermark"
                   and not self.bounded):
-                panes.append(self._fire(window, state, is_last=False))
+                if self.accumulating or state.pending:
+                    panes.append(self._fire(window, state, is_last=False))
+                else:
+                    state.on_time_fired = True  # discarding, nothing new: the ON_TIME moment passes silently
         return panes
 
     def advance_processing_time(self, now_ms: int) -> list[Pane]:
@@ -233,35 +255,49 @@ class KeyEngine:
             state.due_ms = now_ms + trigger.early_every_ms
         return []
 
-    def _fire(self, window, state: _Window, is_last: bool) -> Pane:
+    def _timing(self, window, state: _Window) -> str:
+        """The timing of the window's next pane."""
         if self.watermark_ms is None or self.watermark_ms < window[1]:
-            timing = EARLY
-        elif not state.on_time_fired:
-            timing = ON_TIME
+            return EARLY
+        return LATE if state.on_time_fired else ON_TIME
+
+    def _fire(self, window, state: _Window, is_last: bool, timing: str | None = None) -> Pane:
+        """The window's next pane: its delta (discarding, not last) or its whole value."""
+        timing = timing or self._timing(window, state)
+        if timing == ON_TIME:
             state.on_time_fired = True
-        else:
-            timing = LATE
-        pane = Pane(self.key, window, timing, state.pane_index, is_last, self.aggregation.extract(state.acc))
+        delta = not self.accumulating and not is_last
+        pane = Pane(self.key, window, timing, state.pane_index, is_last,
+                    self.aggregation.extract(state.delta if delta else state.acc))
         state.pane_index += 1
         state.pending = 0
         state.due_ms = None
-        if not self.accumulating:
-            state.acc = self.aggregation.create()
+        if delta:
+            state.delta = self.aggregation.create()
         return pane
 
-    def _merge_into_session(self, proto: tuple[int, int]) -> tuple[int, int]:
+    def _close(self, window, state: _Window) -> list[Pane]:
+        """The window's last pane; in discarding mode after the undelivered rest, if it fired deltas."""
+        timing = self._timing(window, state)
+        rest = [self._fire(window, state, False, timing)] if not self.accumulating and state.pane_index and state.pending else []
+        return rest + [self._fire(window, state, True, timing)]
+
+    def _merge_into_session(self, proto: tuple[int, int]) -> tuple[list[Pane], tuple[int, int]]:
+        """The session the proto-session joins, and a superseded pane for each session
+        merged away after it had fired panes."""
         overlapping = [w for w in self.windows if w[0] < proto[1] and proto[0] < w[1]]
         if not overlapping:
-            return proto
-        [(members, merged)] = merge_sessions(overlapping + [proto])
-        states = [self.windows.pop(w) for w in overlapping]
-        self.windows[merged] = _Window(
-            acc=self.aggregation.merge([s.acc for s in states]),
-            pane_index=max(s.pane_index for s in states),
-            # ON_TIME is owed again if the merged session ends after the watermark.
-            on_time_fired=all(s.on_time_fired for s in states) and self.watermark_ms is not None
-            and self.watermark_ms >= merged[1],
-            pending=sum(s.pending for s in states),
-            due_ms=min((s.due_ms for s in states if s.due_ms is not None), default=None),
-        )
-        return merged
+            return [], proto
+        [(_, merged)] = merge_sessions(overlapping + [proto])
+        if merged in self.windows:
+            return [], merged  # the element falls inside one session: nothing merges
+        states = {w: self.windows.pop(w) for w in overlapping}
+        superseded = [Pane(self.key, w, self._timing(w, s), s.pane_index, True, None, merged)
+                      for w, s in sorted(states.items()) if s.pane_index]
+        # A new window: nothing of it was shown yet, so all it holds is its first delta.
+        accs = [s.acc for s in states.values()]
+        window = _Window(self.aggregation.merge(accs), None if self.accumulating else self.aggregation.merge(accs))
+        window.pending = window.count = sum(s.count for s in states.values())
+        window.due_ms = min((s.due_ms for s in states.values() if s.due_ms is not None), default=None)
+        self.windows[merged] = window
+        return superseded, merged
