@@ -135,6 +135,25 @@ def test_live_writer_leaves_the_same_files_as_a_bounded_run(tmp_path, suffix):
     assert {p.name: p.read_bytes() for p in (tmp_path / "live").iterdir()} == bounded
 
 
+@pytest.mark.parametrize("live", [True, False], ids=["live", "bounded"])
+def test_a_session_merged_away_leaves_no_file_and_other_keys_keep_theirs(tmp_path, live):
+    """A superseded session (its last pane ``merged_into`` another) is dropped from its
+    window file, and a file left with nothing is removed: no orphan windows."""
+    old, merged = (T0, T0 + 10_000), (T0, T0 + 15_000)
+    early = result_record("user_sessions", Pane("u1", old, "EARLY", 0, False, None), {"events": 1})
+    superseded = result_record("user_sessions", Pane("u1", old, "EARLY", 1, True, None, merged), {})
+    other = result_record("user_sessions", Pane("u2", old, "ON_TIME", 0, True, None), {"events": 4})
+    final = result_record("user_sessions", Pane("u1", merged, "ON_TIME", 0, True, None), {"events": 2})
+    sink = FileSink(tmp_path / "sessions.jsonl")
+    write_results(sink, [early, other, final], live=live)
+    assert len(window_files(sink.path)) == 2
+    write_results(sink, [early, other, final, superseded], live=live)
+    files = {p.name: [r["key"] for r in read_window_file(p)] for p in window_files(sink.path)}
+    assert sorted(files.values()) == [["u1"], ["u2"]], "u1's old session is gone, u2's stays"
+    write_results(FileSink(tmp_path / "one.jsonl"), [early, superseded], live=live)
+    assert window_files(tmp_path / "one.jsonl") == [], "a window file with nothing left is removed"
+
+
 def test_dead_letters_go_beside_the_results_as_json_lines_written_once(tmp_path):
     sink = parse_sink(f"file:{tmp_path}/totals.avro")
     dead_sink = sink.dead_letter_default()

@@ -161,3 +161,22 @@ def test_window_files_of_another_sink_are_not_read(tmp_path):
     write_results(FileSink(tmp_path / "totals-eu.jsonl"), results_over(windows=1, keys=("Other",)))
     write_results(FileSink(tmp_path / "totals.jsonl"), results)
     assert final_panes(read_result_set(f"file:{tmp_path}/totals.jsonl", "A")).finals == final_panes(results).finals
+
+
+def test_a_session_merged_away_is_no_window_on_either_side():
+    """A live run's early pane of a session later merged away ends with a superseded last
+    pane: that window is neither final nor 'not final', so the live run agrees with a
+    replay that only ever saw the merged session."""
+    from pipelines.base import result_record
+    from transforms.engine import Pane
+
+    old, merged = (T0, T0 + 10_000), (T0, T0 + 15_000)
+    live = [result_record("user_sessions", Pane("u", old, "EARLY", 0, False, None), {"events": 1}),
+            result_record("user_sessions", Pane("u", old, "EARLY", 1, True, None, merged), {}),
+            result_record("user_sessions", Pane("u", merged, "EARLY", 0, False, None), {"events": 2}),
+            result_record("user_sessions", Pane("u", merged, "ON_TIME", 1, True, None), {"events": 2})]
+    replay = [result_record("user_sessions", Pane("u", merged, "ON_TIME", 0, True, None), {"events": 2})]
+    a, b = final_panes(live), final_panes(replay)
+    assert not a.not_final and set(a.finals) == set(b.finals)
+    assert compare(a, b).ok
+    assert not compare(final_panes(live[:1] + live[2:]), b).ok, "without the superseded pane, [0, 10s) is not final"
