@@ -7,6 +7,13 @@ records fail the same way:
 decoded record has no usable event time. ``parse`` is the hot path (sources that
 read in batches call it directly and build records themselves); ``__call__`` is
 the whole step for one record.
+
+A record's clock cutoff (``SourceRecord.clock_cutoff_ms``) follows one rule in every
+reader, :func:`clock_decides`: the partition's watermark W (clock advances included)
+may decide a record's fate only if the clock raised W past the log's watermark before
+the record (its cutoff) and past the record's event time t (``cutoff < W`` and
+``t < W``). A window holding t ends after t, so a watermark at or below t closes none
+of the record's windows: records the clock cannot decide carry no clock cutoff.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec, FutureEve
 from transforms.watermark import OutOfOrdernessWatermark
 
 __all__ = ["DEAD_LETTER", "FAILURES", "LIVE_STOP", "METRICS_NAMESPACE", "RECORDS_READ", "RecordDecoder",
-           "SourceWatermark", "at_event_time", "count_dead_letter", "expand_read", "offset_tracker"]
+           "SourceWatermark", "at_event_time", "clock_decides", "count_dead_letter", "expand_read",
+           "offset_tracker"]
 
 #: Beam metrics of every kappa transform live in this namespace.
 METRICS_NAMESPACE = "kappa"
@@ -131,12 +139,23 @@ class SourceWatermark(WatermarkEstimator):
     def caught_up(self, now_ms: int) -> None:
         self._wm.caught_up(now_ms)
 
+    def watermark_ms(self) -> int | None:
+        """The watermark now, clock advances included (None before any): ms, no Timestamp built."""
+        return self._wm.current_ms()
+
     def current_watermark(self):
         ms = self._wm.current_ms()
         return None if ms is None else Timestamp(micros=ms * 1000)
 
     def get_estimator_state(self):
         return self._wm.state()
+
+
+def clock_decides(watermark_ms: int | None, event_ms: int, cutoff_ms: int | None) -> bool:
+    """Whether the partition watermark ``watermark_ms`` may decide the fate of a record at
+    ``event_ms`` whose log cutoff is ``cutoff_ms`` (None: minus infinity): the clock raised it
+    past the log's (``cutoff_ms < watermark_ms``) and past the event time (``event_ms < watermark_ms``)."""
+    return watermark_ms is not None and event_ms < watermark_ms and (cutoff_ms is None or cutoff_ms < watermark_ms)
 
 
 class _CheckpointOnlyTracker(OffsetRestrictionTracker):

@@ -21,11 +21,24 @@ is done no longer holds the watermark. In live mode a partition counts as idle,
 and lets its watermark follow the clock, only once it has caught up with its high
 watermark. Live reads commit ``last offset + 1`` to the run's consumer group when
 the runner finalizes the bundle (its results are durable); replays never commit.
+
+Too late is decided by the log (each record's ``cutoff_ms``), and where the clock
+moved a caught-up partition's watermark W past it, by the clock, the same in a live
+run and its replay (:func:`replay.decoding.clock_decides`):
+
+* live: each batch is emitted with W as it stands then; a record with
+  ``cutoff < W`` and ``event_ms < W`` gets ``clock_cutoff_ms = W`` and a clock mark
+  ``(offset, W)`` in the run directory (``RunChannel.record_clock_marks``), which the
+  drained manifest keeps (``PartitionRange.clock_marks``);
+* replay: the record at offset o takes w of the last mark at or before o and gets
+  ``clock_cutoff_ms = w`` on the same condition (a range without marks: one
+  ``is None`` check per record).
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -35,7 +48,8 @@ from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorP
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder,
-                             SourceWatermark, at_event_time, count_dead_letter, expand_read, offset_tracker)
+                             SourceWatermark, at_event_time, clock_decides, count_dead_letter, expand_read,
+                             offset_tracker)
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest, PartitionRange
 from replay.progress import RunChannel
@@ -155,6 +169,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         next_offset = restriction.start
         channel = settings.channel
         name = f"{part.topic}-{part.partition}"
+        recorded = _RecordedClock(part.clock_marks, restriction.start) if part.clock_marks else None
         try:
             while True:
                 if live and channel is not None and channel.stop_requested():
@@ -180,13 +195,14 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                     last_progress = time.monotonic()
                     last = records[-1].offset()
                     if tracker.try_claim(last):
-                        yield from self._emit(records, part, watermark)
+                        yield from self._emit_batch(records, part, watermark, live, recorded, name)
                         committed_to = next_offset = last + 1
                         if channel is not None:
                             self._report(channel, name, part, next_offset, watermark, live)
                     else:  # the range ends (or was split) inside this batch
                         stop = tracker.current_restriction().stop
-                        yield from self._emit([m for m in records if m.offset() < stop], part, watermark)
+                        yield from self._emit_batch([m for m in records if m.offset() < stop], part, watermark, live,
+                                                    recorded, name)
                         if channel is not None:
                             channel.report(name, final=True, partition=part.partition, position=stop)
                         return
@@ -222,8 +238,20 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         channel.report(name, partition=part.partition, position=position, high=high if high and high >= 0 else None,
                        watermark_ms=_ms(watermark.current_watermark()))
 
-    def _emit(self, messages, part: PartitionRange, watermark):
-        # The per-record hot path: locals only, no helper calls but the decoder's.
+    def _emit_batch(self, messages, part: PartitionRange, watermark, live: bool, recorded, name: str):
+        """Emit ``messages`` with their clock cutoffs: live, by the watermark now (recording
+        the marks, given a channel); replay, by the recorded marks (None: no clock)."""
+        if not live:
+            yield from self._emit(messages, part, watermark, recorded)
+            return
+        clock = _LiveClock(watermark.watermark_ms())
+        yield from self._emit(messages, part, watermark, clock)
+        if clock.marks and self.settings.channel is not None:
+            self.settings.channel.record_clock_marks(name, clock.marks)
+
+    def _emit(self, messages, part: PartitionRange, watermark, clock):
+        # The per-record hot path: locals only, no helper calls but the decoder's (and the
+        # clock's, where there is one).
         parse = self._decoder.parse
         broker_types = BROKER_TIMESTAMP_TYPES
         topic, partition = part.topic, part.partition
@@ -242,8 +270,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                     dead, Timestamp(micros=max(broker_ms, 0) * 1000)))
                 continue
             # The record's cutoff is its partition's log watermark before it (see SourceRecord).
-            yield at_event_time(SourceRecord(value, event_ms, msg.key(), provenance,
-                                             None if newest is None else newest - bound))
+            cutoff = None if newest is None else newest - bound
+            yield at_event_time(SourceRecord(value, event_ms, msg.key(), provenance, cutoff,
+                                             None if clock is None else clock(provenance.position, event_ms, cutoff)))
             if newest is None or event_ms > newest:
                 newest = event_ms
         if newest is not None:
@@ -259,6 +288,40 @@ class _ReadPartitionLiveFn(_ReadPartitionFn):
                 tracker=beam.DoFn.RestrictionParam(),
                 watermark=beam.DoFn.WatermarkEstimatorParam()):
         yield from self._read(element, tracker, watermark, live=True, finalizer=finalizer)
+
+
+class _LiveClock:
+    """A live batch's clock: the partition's watermark W as the batch is emitted. A record W
+    may decide (:func:`clock_decides`) gets W as its clock cutoff and a mark ``(offset, W)``."""
+
+    def __init__(self, watermark_ms: int | None):
+        self.watermark_ms = watermark_ms
+        self.marks: list[tuple[int, int]] = []
+
+    def __call__(self, offset: int, event_ms: int, cutoff_ms: int | None) -> int | None:
+        if not clock_decides(self.watermark_ms, event_ms, cutoff_ms):
+            return None
+        self.marks.append((offset, self.watermark_ms))
+        return self.watermark_ms
+
+
+class _RecordedClock:
+    """A replay's clock: a live run's marks. The record at offset o has the watermark w of the
+    last mark at or before o, and w as its clock cutoff if w may decide it (:func:`clock_decides`).
+    Offsets only rise within a read, so a pointer walks the marks; a read that starts at
+    ``start`` (a residual after a checkpoint) finds its place by bisection."""
+
+    def __init__(self, marks: tuple[tuple[int, int], ...], start: int):
+        self._offsets = [offset for offset, _ in marks]
+        self._marks = marks
+        self._next = bisect_right(self._offsets, start)  #: the first mark past the last record seen
+        self._watermark_ms = marks[self._next - 1][1] if self._next else None
+
+    def __call__(self, offset: int, event_ms: int, cutoff_ms: int | None) -> int | None:
+        while self._next < len(self._offsets) and self._offsets[self._next] <= offset:
+            self._watermark_ms = self._marks[self._next][1]
+            self._next += 1
+        return self._watermark_ms if clock_decides(self._watermark_ms, event_ms, cutoff_ms) else None
 
 
 def _ms(timestamp) -> int | None:

@@ -4,6 +4,11 @@ per-partition offset ranges, plus everything needed to read them the same way ag
 A manifest is JSON (``Manifest.to_json`` / ``Manifest.load``). Running from a saved
 manifest reads exactly the records it names, however much was appended since.
 Ranges are half-open: ``[start, stop)``; ``stop`` is None for a live (unbounded) read.
+
+A drained live run's manifest also holds, per partition, the **clock marks** of the
+run (``PartitionRange.clock_marks``): the watermarks a caught-up partition's clock gave
+the records it may have decided. A replay gives each record the clock cutoff the live
+run gave it, so it drops exactly the records the live run dropped.
 """
 
 from __future__ import annotations
@@ -22,12 +27,25 @@ MANIFEST_VERSION = 1
 
 @dataclass(frozen=True)
 class PartitionRange:
+    """One partition's offsets ``[start, stop)``.
+
+    ``clock_marks``: ``(offset, watermark_ms)`` pairs in increasing offset order, one for
+    each record a live run read while its partition's watermark W, moved by the clock, was
+    past both the log's watermark before the record (its cutoff) and its event time (the
+    record's clock cutoff, ``SourceRecord.clock_cutoff_ms``). A replay gives the record at
+    offset o the watermark w of the last mark at or before o as its clock cutoff, on the
+    live run's condition: ``cutoff < w`` and ``event_ms < w``. That repeats every live
+    decision: a marked record gets its own mark; the live W only rises, so a record the
+    live run did not mark, having ``event_ms >= W`` or ``W <= cutoff`` there, fails the
+    condition for every earlier mark's w <= W too."""
+
     topic: str
     partition: int
     start: int
     stop: int | None  #: exclusive; None: live, no end
     start_selector: str = ""  #: how ``start`` was found, for people reading the manifest
     stop_selector: str = ""
+    clock_marks: tuple[tuple[int, int], ...] = ()
 
     @property
     def size(self) -> int | None:
@@ -98,16 +116,19 @@ class Manifest:
             if data.get("version") != MANIFEST_VERSION:
                 raise ReplayError(f"{origin} has manifest version {data.get('version')!r}; "
                                   f"this kappa reads version {MANIFEST_VERSION}")
-            data["ranges"] = tuple(PartitionRange(**r) for r in data["ranges"])
+            data["ranges"] = tuple(_partition_range(r) for r in data["ranges"])
             decoding = dict(data.get("decoding") or {})
             decoding["schema_ids"] = tuple(decoding.get("schema_ids", ()))
             data["decoding"] = DecodingSpec(**decoding)
             manifest = cls(**data)
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError) as err:  # ValueError: bad JSON too
             raise ReplayError(f"{origin} is not a kappa replay manifest: {err}") from None
         for r in manifest.ranges:
             if r.start < 0 or (r.stop is not None and r.stop < r.start):
                 raise ReplayError(f"{origin}: partition {r.partition} has an empty or inverted range [{r.start}, {r.stop})")
+            offsets = [o for o, _ in r.clock_marks]
+            if offsets != sorted(set(offsets)):
+                raise ReplayError(f"{origin}: partition {r.partition} has clock marks out of offset order")
         return manifest
 
     @classmethod
@@ -117,6 +138,12 @@ class Manifest:
         except OSError as err:
             raise ReplayError(f"cannot read manifest {path}: {err.strerror}") from None
         return cls.from_json(text, origin=str(path))
+
+
+def _partition_range(data: dict) -> PartitionRange:
+    """A range from its JSON form (clock marks as lists; manifests before them have none)."""
+    marks = tuple((int(o), int(w)) for o, w in data.get("clock_marks", ()))
+    return PartitionRange(**{**data, "clock_marks": marks})
 
 
 def code_version() -> str:

@@ -10,6 +10,11 @@ SDK harness in kappa's own process or beside it, on the same disk).
   current position (a drain): the restriction ends there, every window closes as
   in a bounded replay, and each reader's final position is its last report, so the
   offsets a live run consumed can be replayed exactly.
+* ``clock-marks/<source>-<partition>.jsonl``: a live reader's clock marks, one
+  ``{"offset": o, "watermark_ms": w}`` line per record whose fate its partition's
+  clock-moved watermark may decide (see ``PartitionRange.clock_marks``), appended and
+  flushed as the records are emitted. A retried bundle may repeat an offset; the
+  launcher keeps the greatest watermark of each when it saves the drained manifest.
 
 Beam metrics count the same things (``kappa`` namespace) for the final summary; they
 are not readable while a local job runs, hence these files.
@@ -43,6 +48,10 @@ class RunChannel:
     def _progress_dir(self) -> Path:
         return Path(self.run_dir) / "progress"
 
+    @property
+    def _marks_dir(self) -> Path:
+        return Path(self.run_dir) / "clock-marks"
+
     # -- the launcher's side -------------------------------------------------------
     def request_stop(self) -> None:
         Path(self.run_dir).mkdir(parents=True, exist_ok=True)
@@ -57,6 +66,14 @@ class RunChannel:
                     out[path.stem] = json.loads(path.read_text())
                 except (OSError, ValueError):
                     continue  # replaced while read: the next look sees it
+        return out
+
+    def clock_marks(self) -> dict[str, list[tuple[int, int]]]:
+        """Every reader's clock marks ``(offset, watermark_ms)`` as recorded (repeats included), by its name."""
+        out = {}
+        if self._marks_dir.is_dir():
+            for path in self._marks_dir.glob("*.jsonl"):
+                out[path.stem] = [mark for line in path.read_text().splitlines() if (mark := _mark(line))]
         return out
 
     # -- the readers' side ---------------------------------------------------------
@@ -74,3 +91,19 @@ class RunChannel:
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(json.dumps({**fields, "final": final, "at": time.time()}))
         os.replace(partial, path)
+
+    def record_clock_marks(self, name: str, marks: list[tuple[int, int]]) -> None:
+        """Append reader ``name``'s clock marks ``(offset, watermark_ms)``, flushed when this returns."""
+        self._marks_dir.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps({"offset": offset, "watermark_ms": ms}) + "\n" for offset, ms in marks)
+        with open(self._marks_dir / f"{name}.jsonl", "a") as out:
+            out.write(lines)
+
+
+def _mark(line: str) -> tuple[int, int] | None:
+    """One clock-mark line; None for a line a crash cut short."""
+    try:
+        mark = json.loads(line)
+        return int(mark["offset"]), int(mark["watermark_ms"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -11,7 +11,10 @@ the run directory, and the job runs:
   or ``--stop-after`` *drains* the run: every reader stops where it is, every open
   window closes as in a replay, and the offsets consumed are saved as a bounded
   manifest (``<run-dir>/manifest.json``), so ``kappa replay --manifest`` reads exactly
-  them again. A second Ctrl-C cancels instead.
+  them again. A second Ctrl-C cancels instead. The drained manifest also keeps the
+  run's clock marks (records read while a caught-up partition's watermark followed the
+  clock, ``PartitionRange.clock_marks``), so the replay drops exactly the records the
+  live run dropped, those the clock decided included.
 """
 
 from __future__ import annotations
@@ -381,18 +384,35 @@ def _save_drained_manifest(job: Job, say) -> None:
     if undrained:
         say(f"partitions {undrained} were not drained (the run was cancelled or failed): no replay manifest saved")
         return
+    recorded = job.channel.clock_marks()
     ranges = []
     for r in job.manifest.ranges:
-        stop = positions[f"{r.topic}-{r.partition}"]["position"]
-        ranges.append(replace(r, stop=stop, stop_selector=f"drained at {stop}"))
+        name = f"{r.topic}-{r.partition}"
+        stop = positions[name]["position"]
+        ranges.append(replace(r, stop=stop, stop_selector=f"drained at {stop}",
+                              clock_marks=_clock_marks(recorded.get(name, ()), r.start, stop)))
     drained = replace(job.manifest, ranges=tuple(ranges), to_point="drained")
     path = job.run_dir / "manifest.json"
     drained.save(path)
+    marked = sum(len(r.clock_marks) for r in ranges)
+    if marked:
+        say(f"{marked:,} records were read while the clock held their partition's watermark past the log's "
+            "(a caught-up partition): the manifest records those watermarks so the replay decides their fate the same")
     # The pipeline has finished, so every result is durable: the next live run of the group
     # starts exactly here, whether or not the runner finalized bundles while it ran.
     commit_offsets(drained.bootstrap, job.group, drained.topic, {r.partition: r.stop for r in ranges})
     say(f"committed the drained offsets to consumer group {job.group}")
     say(f"the live run read {drained.total:,} offsets; replay exactly them with: kappa replay --manifest {path}")
+
+
+def _clock_marks(recorded, start: int, stop: int) -> tuple[tuple[int, int], ...]:
+    """A partition's clock marks for the drained range ``[start, stop)``, by offset; an offset
+    recorded twice (a retried bundle read it again, later) keeps its greatest watermark."""
+    marks: dict[int, int] = {}
+    for offset, watermark_ms in recorded:
+        if start <= offset < stop:
+            marks[offset] = max(watermark_ms, marks.get(offset, watermark_ms))
+    return tuple(sorted(marks.items()))
 
 
 def _stamp() -> str:
