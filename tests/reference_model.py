@@ -51,7 +51,7 @@ class ReferenceModel:
 
     def _element(self, key, t, value):
         if self.kind == "session":
-            if self.closed(t + self.gap):
+            if self.closed(t):  # judged at the element's own time (see transforms/engine.py)
                 self.too_late.append((key, t, value, (t, t + self.gap)))
                 return
             for closed_key, window, _ in self.closed_sessions:

@@ -234,10 +234,11 @@ def test_late_panes_accumulate_every_element_accepted_so_far(windowing, lateness
         assert values == sorted(values)  # values are positive: panes only grow
 
 
-def test_an_element_overlapping_a_closed_session_is_too_late_so_replay_and_live_agree():
-    """Session [0, 6) closes at W = 6; an element at t = 5 (proto [5, 11), itself still
-    open at W = 10) would have joined it: it is too late for [0, 6), not a new session."""
+def test_an_element_behind_the_watermark_is_too_late_for_sessions_so_it_never_meets_a_closed_one():
+    """Session [0, 6) closes at W = 6; an element at t = 5 arriving at W = 10 would have
+    joined it. It is too late by its own time (W >= t + L), whatever its proto-session
+    [5, 11): a live run cannot add to the closed session, and a replay must not either."""
     steps = [("element", "a", 0, 1), ("watermark", 10), ("element", "a", 5, 1)]
     live, too_late = run_engine(steps, SessionWindows(6), TriggerPolicy(), 0, True)
     assert final_values(live, True, "session") == {("a", (0, 6)): 1}
-    assert [(t.event_ms, t.window, t.lateness_ms) for t in too_late] == [(5, (0, 6), 5)]
+    assert [(t.event_ms, t.window, t.lateness_ms) for t in too_late] == [(5, (5, 11), 5)]

@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from tests.beam_helpers import Sum
 from transforms.engine import ON_TIME, KeyEngine
 from transforms.triggers import TriggerPolicy
-from transforms.windows import FixedWindows, SlidingWindows
+from transforms.windows import FixedWindows, SessionWindows, SlidingWindows
 
 END = 10**9
 
 windowings = st.one_of(
     st.builds(FixedWindows, st.integers(1, 50)),
     st.builds(lambda period, k: SlidingWindows(period * k, period), st.integers(1, 20), st.integers(1, 4)),
+    st.builds(SessionWindows, st.integers(1, 40)),
 )
 partition_logs = st.lists(st.tuples(st.sampled_from("abcde"), st.integers(-100, 300), st.integers(1, 9)), max_size=60)
 
@@ -35,6 +36,8 @@ def _cutoffs(log, bound):
 
 
 def _reference(log, spec, bound, lateness):
+    if isinstance(spec, SessionWindows):
+        return _session_reference(log, spec.gap_ms, bound, lateness)
     finals, late = defaultdict(int), set()
     for i, ((key, t, value), cutoff) in enumerate(zip(log, _cutoffs(log, bound))):
         for window in spec.assign(t):
@@ -43,6 +46,29 @@ def _reference(log, spec, bound, lateness):
             else:
                 finals[(key, window)] += value
     return dict(finals), late
+
+
+def _session_reference(log, gap, bound, lateness):
+    """Sessions: a record is too late iff its cutoff >= its own time + allowed lateness; the
+    others' proto-sessions [t, t + gap) merge per key, as a batch would merge them."""
+    accepted, late = defaultdict(list), set()
+    for i, ((key, t, value), cutoff) in enumerate(zip(log, _cutoffs(log, bound))):
+        if cutoff is not None and cutoff >= t + lateness:
+            late.add((i, (t, t + gap)))
+        else:
+            accepted[key].append((t, value))
+    finals = {}
+    for key, elements in accepted.items():
+        start = end = total = None
+        for t, value in sorted(elements):
+            if end is not None and t < end:
+                end, total = max(end, t + gap), total + value
+                continue
+            if end is not None:
+                finals[(key, (start, end))] = total
+            start, end, total = t, t + gap, value
+        finals[(key, (start, end))] = total
+    return finals, late
 
 
 def _engine(key, spec, lateness, bounded, trigger=TriggerPolicy()):
@@ -57,13 +83,13 @@ def _run(log, spec, bound, lateness, bounded, runner_watermarks):
         for k, wm in runner_watermarks.get(i, ()):
             engine = engines.setdefault(k, _engine(k, spec, lateness, bounded))
             for pane in engine.advance_watermark(wm):
-                if pane.is_last:
+                if pane.is_last and pane.merged_into is None:
                     finals[(k, pane.window)] = pane.value
         engine = engines.setdefault(key, _engine(key, spec, lateness, bounded))
         panes, too_late = engine.add(i, value, t, now_ms=0, cutoff_ms=cutoff)
         assert not any(x.by_clock for x in too_late), "a runner never ahead of the log decided instead of the log"
         late |= {(x.element, x.window) for x in too_late}
-        finals.update({(key, p.window): p.value for p in panes if p.is_last})
+        finals.update({(key, p.window): p.value for p in panes if p.is_last and p.merged_into is None})
     for k, engine in engines.items():
         finals.update({(k, p.window): p.value for p in engine.advance_watermark(END) if p.is_last})
     return finals, late

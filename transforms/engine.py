@@ -13,8 +13,14 @@ allowed lateness):
 * Too late is decided by the log, not by the key: every element carries its
   partition's watermark when it was read (``cutoff``: the greatest event time read
   before it in its partition, minus the bound; the same in a live run and a replay).
-  An element is too late for a window when ``cutoff >= end + L`` (for sessions: its
-  own proto-session ``[t, t + gap)``), reported with ``lateness_ms = cutoff - t``.
+  An element is too late for a window when ``cutoff >= end + L``, reported with
+  ``lateness_ms = cutoff - t``. For sessions an element is too late when
+  ``cutoff >= t + L``: judged at its own time, not at its proto-session's end
+  ``t + gap`` as Beam does. A session the element would join may already have closed
+  in a live run (the runner closed it at ``W >= end + L > t + L``), and a live run
+  cannot add to a closed session while a replay would merge the element into it; by
+  this rule such an element is too late in every run. (Beam's acceptance is this rule
+  with ``--allowed-lateness`` raised by the gap.)
   The runner's watermark at the key (W) can only be ahead of that when the clock
   moved it (a live partition idle at the head of the log): an element for a window
   W has already closed is too late too, and its dead letter says the clock decided.
@@ -130,7 +136,8 @@ class KeyEngine:
         too_late: list[TooLate] = []
         if isinstance(self.window_spec, SessionWindows):
             proto = (event_ms, event_ms + self.window_spec.gap_ms)
-            late = self._late(element, event_ms, proto, cutoff_ms, clock_cutoff_ms)
+            # Decided at the element's own time, not its proto-session's end (see the rules).
+            late = self._late(element, event_ms, proto, cutoff_ms, clock_cutoff_ms, decide_at=event_ms)
             if late is not None:
                 return [], [late]
             for closed in self.closed_sessions:
@@ -219,15 +226,17 @@ class KeyEngine:
         return watermark_ms is not None and watermark_ms >= window[1] + self.allowed_lateness_ms
 
     def _late(self, element, event_ms: int, window: tuple[int, int], cutoff_ms: int | None,
-              clock_cutoff_ms: int | None = None) -> TooLate | None:
-        """The element's dead letter if ``window`` is closed to it: by the log (its cutoff), else
-        by the clock: the reader's recorded clock watermark, or the runner's watermark at
-        this key (which only the clock moves past the cutoff)."""
-        if self._closed_at(cutoff_ms, window):
+              clock_cutoff_ms: int | None = None, decide_at: int | None = None) -> TooLate | None:
+        """The element's dead letter if ``window`` is closed to it (judged as if it ended at
+        ``decide_at``, when given): by the log (its cutoff), else by the clock: the reader's
+        recorded clock watermark, or the runner's watermark at this key (which only the
+        clock moves past the cutoff)."""
+        judged = window if decide_at is None else (window[0], decide_at)
+        if self._closed_at(cutoff_ms, judged):
             return self._too_late(element, event_ms, window, cutoff_ms, False)
-        if self._closed_at(clock_cutoff_ms, window):
+        if self._closed_at(clock_cutoff_ms, judged):
             return self._too_late(element, event_ms, window, clock_cutoff_ms, True)
-        if self._closed(window):
+        if self._closed(judged):
             return self._too_late(element, event_ms, window, self.watermark_ms, True)
         return None
 
