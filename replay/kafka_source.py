@@ -29,7 +29,11 @@ run and its replay (:func:`replay.decoding.clock_decides`):
 * live: each batch is emitted with W as it stands then; a record with
   ``cutoff < W`` and ``event_ms < W`` gets ``clock_cutoff_ms = W`` and a clock mark
   ``(offset, W)`` in the run directory (``RunChannel.record_clock_marks``), which the
-  drained manifest keeps (``PartitionRange.clock_marks``);
+  drained manifest keeps (``PartitionRange.clock_marks``). The clock moves W only
+  before a bundle's first record: a bundle that has emitted records ends at the
+  partition's end instead, so the watermark it hands the runner is never past the
+  clock's W its records were stamped with (else the runner could close their windows
+  at the keys, unrecorded, before they arrive there);
 * replay: the record at offset o takes w of the last mark at or before o and gets
   ``clock_cutoff_ms = w`` on the same condition (a range without marks: one
   ``is None`` check per record).
@@ -211,6 +215,12 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                         tracker.try_claim(restriction.stop)  # fails by design: marks the range done
                         if channel is not None:
                             channel.report(name, final=True, partition=part.partition, position=restriction.stop)
+                        return
+                    if live and committed_to is not None:
+                        # Records went out in this bundle, stamped with the watermark then: the
+                        # clock moves it on only in the next bundle, so the runner cannot see it
+                        # past their stamp before it has them (see _LiveClock).
+                        tracker.defer_remainder(Duration(seconds=0.0))
                         return
                     if live:
                         watermark.caught_up(int(time.time() * 1000))
