@@ -15,6 +15,7 @@ from schemas.jsonform import format_instant
 from schemas.records import DeadLetter, SourceRecord
 from transforms.config import WindowingConfig, windowing_config
 from transforms.engine import Aggregation, Pane
+from transforms.batch import WindowInBatch
 from transforms.windowing import WindowPerKey
 
 __all__ = ["InvalidRecord", "WindowedPipeline", "result_id", "result_record"]
@@ -72,17 +73,28 @@ def _results(name: str, values_of: Callable[[Any], dict | None]):
     return to_results
 
 
-class _KeyFn(beam.DoFn):
+class _Keying:
+    """record -> its key, or the ``invalid_record`` dead letter of a record without a usable one (counted)."""
+
     def __init__(self, key_of: Callable[[dict], str]):
         self.key_of = key_of
 
-    def process(self, record: SourceRecord):
+    def __call__(self, record: SourceRecord):
         try:
-            yield self.key_of(record.value), record
+            return self.key_of(record.value)
         except (InvalidRecord, KeyError, TypeError) as err:
             beam.metrics.Metrics.counter("kappa", "dead_letters_invalid_record").inc()
-            yield beam.pvalue.TaggedOutput(_INVALID, DeadLetter(
-                "invalid_record", f"no usable key: {err}", record.provenance, None, record.key, record.event_ms))
+            return DeadLetter("invalid_record", f"no usable key: {err}", record.provenance, None, record.key,
+                              record.event_ms)
+
+
+class _KeyFn(beam.DoFn):
+    def __init__(self, keying: _Keying):
+        self.keying = keying
+
+    def process(self, record: SourceRecord):
+        key = self.keying(record)
+        yield beam.pvalue.TaggedOutput(_INVALID, key) if isinstance(key, DeadLetter) else (key, record)
 
 
 class WindowedPipeline(beam.PTransform):
@@ -91,6 +103,9 @@ class WindowedPipeline(beam.PTransform):
     name: str = ""
     input_schema: str = ""  #: the schema its source records are decoded with (schemas/avro)
     DEFAULTS: dict[str, str] = {}
+    #: A bounded replay windows as Beam combines (transforms/batch.py), with the same
+    #: results as the per-key engine; False runs the engine (the reference, in tests).
+    batch_windowing: bool = True
 
     def __init__(self, config: WindowingConfig | None = None, **overrides: str | None):
         super().__init__(self.name)
@@ -111,8 +126,14 @@ class WindowedPipeline(beam.PTransform):
         raise NotImplementedError
 
     def expand(self, records):
-        keyed = records | "Key" >> beam.ParDo(_KeyFn(self.key_of)).with_outputs(_INVALID, main="keyed")
-        windowed = keyed.keyed | "Window" >> WindowPerKey(self.config, self.aggregation(), self.value_of)
-        results = windowed["panes"] | "ToResults" >> beam.FlatMap(_results(self.name, self.values))
-        dead = (keyed[_INVALID], windowed["too_late"]) | "DeadLetters" >> beam.Flatten()
+        keying = _Keying(self.key_of)
+        if self.config.bounded and self.batch_windowing:
+            windowed = records | "Window" >> WindowInBatch(self.config, self.aggregation(), self.value_of, keying)
+            panes, dead = windowed["panes"], windowed["dead_letters"]
+        else:
+            keyed = records | "Key" >> beam.ParDo(_KeyFn(keying)).with_outputs(_INVALID, main="keyed")
+            windowed = keyed.keyed | "Window" >> WindowPerKey(self.config, self.aggregation(), self.value_of)
+            panes = windowed["panes"]
+            dead = (keyed[_INVALID], windowed["too_late"]) | "DeadLetters" >> beam.Flatten()
+        results = panes | "ToResults" >> beam.FlatMap(_results(self.name, self.values))
         return {"results": results, "dead_letters": dead}

@@ -60,9 +60,21 @@ from typing import Any, Protocol
 from transforms.triggers import TriggerPolicy
 from transforms.windows import SessionWindows, WindowSpec, merge_sessions
 
-__all__ = ["Aggregation", "KeyEngine", "Pane", "TooLate", "EARLY", "ON_TIME", "LATE"]
+__all__ = ["Aggregation", "KeyEngine", "Pane", "TooLate", "EARLY", "ON_TIME", "LATE", "too_late_by_cutoffs"]
 
 EARLY, ON_TIME, LATE = "EARLY", "ON_TIME", "LATE"
+
+
+def too_late_by_cutoffs(end_ms: int, cutoff_ms: int | None, clock_cutoff_ms: int | None,
+                        allowed_lateness_ms: int) -> tuple[int, bool] | None:
+    """Whether a window ending at ``end_ms`` is closed to a record with these cutoffs:
+    ``(the watermark that closed it, whether the clock's did)``, or None when it is open.
+    The log's cutoff is asked first, so a record both close is too late by the log."""
+    if cutoff_ms is not None and cutoff_ms >= end_ms + allowed_lateness_ms:
+        return cutoff_ms, False
+    if clock_cutoff_ms is not None and clock_cutoff_ms >= end_ms + allowed_lateness_ms:
+        return clock_cutoff_ms, True
+    return None
 
 
 class Aggregation(Protocol):
@@ -232,10 +244,9 @@ class KeyEngine:
         recorded clock watermark, or the runner's watermark at this key (which only the
         clock moves past the cutoff)."""
         judged = window if decide_at is None else (window[0], decide_at)
-        if self._closed_at(cutoff_ms, judged):
-            return self._too_late(element, event_ms, window, cutoff_ms, False)
-        if self._closed_at(clock_cutoff_ms, judged):
-            return self._too_late(element, event_ms, window, clock_cutoff_ms, True)
+        by_cutoffs = too_late_by_cutoffs(judged[1], cutoff_ms, clock_cutoff_ms, self.allowed_lateness_ms)
+        if by_cutoffs is not None:
+            return self._too_late(element, event_ms, window, *by_cutoffs)
         if self._closed(judged):
             return self._too_late(element, event_ms, window, self.watermark_ms, True)
         return None

@@ -48,7 +48,7 @@ from schemas.records import DeadLetter
 from transforms.config import WindowingConfig
 from transforms.engine import Aggregation, KeyEngine, TooLate
 
-__all__ = ["TOO_LATE", "LostState", "WindowPerKey"]
+__all__ = ["TOO_LATE", "LostState", "WindowPerKey", "too_late_dead_letter"]
 
 TOO_LATE = "too_late"
 
@@ -74,6 +74,20 @@ class _Setup:
     config: WindowingConfig
     aggregation: Aggregation
     value_of: object  #: record -> the value the aggregation adds
+
+
+def too_late_dead_letter(record, window: tuple[int, int], watermark_ms: int, by_clock: bool,
+                         allowed_lateness_ms: int) -> DeadLetter:
+    """The dead letter of ``record`` (a SourceRecord), too late for ``window`` at ``watermark_ms``; counted."""
+    beam.metrics.Metrics.counter("kappa", "dead_letters_too_late").inc()
+    whose = ("a watermark the clock moved past its partition's (a live partition idle at the head of the log)"
+             if by_clock else "its partition's watermark")
+    lateness_ms = watermark_ms - record.event_ms
+    return DeadLetter(
+        "too_late",
+        f"arrived {lateness_ms} ms behind {whose}, after window [{window[0]}, {window[1]}) closed "
+        f"(allowed lateness {allowed_lateness_ms} ms)",
+        record.provenance, None, record.key, record.event_ms, lateness_ms, window, "clock" if by_clock else "log")
 
 
 class _WindowPerKeyFn(beam.DoFn):
@@ -158,17 +172,8 @@ class _WindowPerKeyFn(beam.DoFn):
             # A pane belongs at its window's last instant (as Beam's GroupByKey output).
             yield beam.window.TimestampedValue(pane, Timestamp(micros=pane.window[1] * 1000 - 1))
         for late in too_late:
-            beam.metrics.Metrics.counter("kappa", "dead_letters_too_late").inc()
-            record = late.element
-            whose = ("the runner's watermark, which the clock moved past its partition's (a live partition idle "
-                     "at the head of the log; a replay may count it)" if late.by_clock else "its partition's watermark")
-            yield beam.pvalue.TaggedOutput(TOO_LATE, DeadLetter(
-                "too_late",
-                f"arrived {late.lateness_ms} ms behind {whose}, after window "
-                f"[{late.window[0]}, {late.window[1]}) closed (allowed lateness "
-                f"{self.spec.config.allowed_lateness_ms} ms)",
-                record.provenance, None, record.key, late.event_ms, late.lateness_ms, late.window,
-                "clock" if late.by_clock else "log"))
+            yield beam.pvalue.TaggedOutput(TOO_LATE, too_late_dead_letter(
+                late.element, late.window, late.watermark_ms, late.by_clock, self.spec.config.allowed_lateness_ms))
 
 
 class WindowPerKey(beam.PTransform):
