@@ -149,7 +149,7 @@ class KafkaBroker:
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
 
     def _format(self, java: str, classpath: str) -> None:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")  # Kafka's cluster-id form
+        cid = _cluster_id()
         result = subprocess.run(
             [java, "-Xmx256m", f"-Dlog4j2.configurationFile={_HERE / 'log4j2.properties'}",
              "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(self.config_file)],
@@ -159,3 +159,12 @@ class KafkaBroker:
         if result.returncode != 0:
             tail = (result.stdout + result.stderr).strip().splitlines()[-1:]
             raise KappaError(f"cannot format Kafka storage in {self.data_dir}: {' '.join(tail)}")
+
+
+def _cluster_id() -> str:
+    """A random cluster id in Kafka's form (URL-safe base64 of 16 bytes), never starting
+    with '-', which the storage tool would take for an option (as Kafka's own Uuid does)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
