@@ -39,8 +39,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder
-from apache_beam.transforms.userstate import BagStateSpec
 
 from runners.errors import KappaError, UsageError
 from schemas.jsonform import format_instant
@@ -377,7 +375,7 @@ class FileSink(Sink):
         by_file = pcoll | "ByWindowFile" >> beam.Map(
             lambda r: (str(window_file(target, r["window_start"], r["window_end"])), r))
         if live:
-            return by_file | "Rewrite" >> beam.ParDo(_RewriteWindowFileFn())
+            return by_file | "Merge" >> beam.ParDo(_MergeIntoWindowFileFn())
         return by_file | "GroupByFile" >> beam.GroupByKey() | "Write" >> beam.ParDo(_WriteWindowFileFn())
 
 
@@ -404,8 +402,8 @@ class ConsoleSink(Sink):
 
 
 class WriteResults(beam.PTransform):
-    """Result records -> ``sink``. ``live``: a streaming run (files are rewritten per
-    result by a stateful writer instead of once per window after a GroupByKey)."""
+    """Result records -> ``sink``. ``live``: a streaming run (each result is merged into
+    its window file as it comes, instead of each file written once after a GroupByKey)."""
 
     def __init__(self, sink: Sink, live: bool):
         super().__init__()
@@ -555,24 +553,48 @@ class _WriteWindowFileFn(beam.DoFn):
         self.counter.inc(len(results))
 
 
-class _RewriteWindowFileFn(beam.DoFn):
-    """Live runs: keyed by window file, keeps the window's results in state and rewrites
-    the whole file (atomically) on each new one, so the file always holds every pane so far.
+class _MergeIntoWindowFileFn(beam.DoFn):
+    """Live runs: each result merged into its window file as the file stands on disk
+    (deduplicated by id, atomically replaced), so the file always holds every pane so far.
 
-    The state is kept for the life of the run (one bag per window file): simple, and a
-    window's results are few; a late pane can still arrive for any window."""
-
-    RESULTS = BagStateSpec("results", PickleCoder())
+    The file itself is the state: nothing is kept in the runner, so a restarted run adds
+    to what an earlier run wrote instead of starting the file anew, and a runner that
+    hands one key to two bundles at once (Beam's prism does) cannot make one bundle's
+    write erase the other's. Writers to one sink directory take turns under a file lock
+    (in the temp directory, named by the sink directory): the local runners' workers
+    share the machine."""
 
     def __init__(self):
         self.counter = beam.metrics.Metrics.counter("kappa", "results_written")
 
-    def process(self, element, results=beam.DoFn.StateParam(RESULTS)):
-        target, result = element
-        so_far = list(results.read()) + [result]
-        results.add(result)
-        _replace_file(Path(target), _render_window_file(Path(target), so_far))
+    def process(self, element):
+        target, result = Path(element[0]), element[1]
+        with _directory_lock(target.parent):
+            so_far = read_window_file(target) if target.exists() else []
+            _replace_file(target, _render_window_file(target, so_far + [result]))
         self.counter.inc()
+
+
+class _directory_lock:
+    """An exclusive lock over a sink directory's window files, across threads and processes."""
+
+    def __init__(self, directory: Path):
+        import hashlib
+
+        name = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:24]
+        self.path = Path(tempfile.gettempdir()) / "kappa-sink-locks" / f"{name}.lock"
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()  # releases the lock
+        return False
 
 
 class _WriteLinesFileFn(beam.DoFn):

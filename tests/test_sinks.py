@@ -135,6 +135,19 @@ def test_live_writer_leaves_the_same_files_as_a_bounded_run(tmp_path, suffix):
     assert {p.name: p.read_bytes() for p in (tmp_path / "live").iterdir()} == bounded
 
 
+def test_a_restarted_live_writer_adds_to_the_window_files_it_finds(tmp_path):
+    """A live run restarted on the same sink keeps every pane the first run wrote: the
+    window file on disk is what each result is merged into, not runner state."""
+    results = results_over()
+    early, late = [r for r in results if r["pane_index"] == 0], [r for r in results if r["pane_index"] == 1]
+    sink = FileSink(tmp_path / "live" / "totals.jsonl")
+    write_results(sink, early, live=True)
+    write_results(sink, late + early[:1], live=True)  # the restart re-emits one result, with its id
+    write_results(FileSink(tmp_path / "bounded" / "totals.jsonl"), results)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "live").iterdir()} == \
+        {p.name: p.read_bytes() for p in (tmp_path / "bounded").iterdir()}
+
+
 @pytest.mark.parametrize("live", [True, False], ids=["live", "bounded"])
 def test_a_session_merged_away_leaves_no_file_and_other_keys_keep_theirs(tmp_path, live):
     """A superseded session (its last pane ``merged_into`` another) is dropped from its
