@@ -106,6 +106,9 @@ class WindowedPipeline(beam.PTransform):
     #: A bounded replay windows as Beam combines (transforms/batch.py), with the same
     #: results as the per-key engine; False runs the engine (the reference, in tests).
     batch_windowing: bool = True
+    #: A live run's RunChannel (set by ``kappa live``): the windowing marks there the records
+    #: a runner's watermark decided, so the drained manifest's replay decides them alike.
+    run_channel = None
 
     def __init__(self, config: WindowingConfig | None = None, **overrides: str | None):
         super().__init__(self.name)
@@ -132,7 +135,8 @@ class WindowedPipeline(beam.PTransform):
             panes, dead = windowed["panes"], windowed["dead_letters"]
         else:
             keyed = records | "Key" >> beam.ParDo(_KeyFn(keying)).with_outputs(_INVALID, main="keyed")
-            windowed = keyed.keyed | "Window" >> WindowPerKey(self.config, self.aggregation(), self.value_of)
+            windowed = keyed.keyed | "Window" >> WindowPerKey(self.config, self.aggregation(), self.value_of,
+                                                              channel=self.run_channel)
             panes = windowed["panes"]
             dead = (keyed[_INVALID], windowed["too_late"]) | "DeadLetters" >> beam.Flatten()
         results = panes | "ToResults" >> beam.FlatMap(_results(self.name, self.values))

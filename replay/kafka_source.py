@@ -34,7 +34,9 @@ run and its replay (:func:`replay.decoding.clock_decides`):
   partition's end instead, so the watermark it hands the runner is never past the
   clock's W its records were stamped with (else the runner could close their windows
   at the keys, unrecorded, before they arrive there);
-* replay: the record at offset o takes w of the last mark at or before o and gets
+* the windowing stage marks too, where the runner's watermark at a key decided a
+  record's fate past its cutoffs (a record the runner did not wait for);
+* replay: the record at offset o takes w of its own mark, if any, and gets
   ``clock_cutoff_ms = w`` on the same condition (a range without marks: one
   ``is None`` check per record).
 """
@@ -42,7 +44,6 @@ run and its replay (:func:`replay.decoding.clock_decides`):
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -173,7 +174,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         next_offset = restriction.start
         channel = settings.channel
         name = f"{part.topic}-{part.partition}"
-        recorded = _RecordedClock(part.clock_marks, restriction.start) if part.clock_marks else None
+        recorded = _RecordedClock(part.clock_marks) if part.clock_marks else None
         try:
             while True:
                 if live and channel is not None and channel.stop_requested():
@@ -316,22 +317,18 @@ class _LiveClock:
 
 
 class _RecordedClock:
-    """A replay's clock: a live run's marks. The record at offset o has the watermark w of the
-    last mark at or before o, and w as its clock cutoff if w may decide it (:func:`clock_decides`).
-    Offsets only rise within a read, so a pointer walks the marks; a read that starts at
-    ``start`` (a residual after a checkpoint) finds its place by bisection."""
+    """A replay's clock: a live run's marks. The record at offset o gets the watermark w of
+    the mark at o, if there is one, as its clock cutoff when w may decide it
+    (:func:`clock_decides`): the live run marked every record whose fate the clock could
+    decide (its reader, and its windowing stage where the runner's watermark decided), so
+    an unmarked record had no clock cutoff there either."""
 
-    def __init__(self, marks: tuple[tuple[int, int], ...], start: int):
-        self._offsets = [offset for offset, _ in marks]
-        self._marks = marks
-        self._next = bisect_right(self._offsets, start)  #: the first mark past the last record seen
-        self._watermark_ms = marks[self._next - 1][1] if self._next else None
+    def __init__(self, marks: tuple[tuple[int, int], ...]):
+        self._marks = dict(marks)
 
     def __call__(self, offset: int, event_ms: int, cutoff_ms: int | None) -> int | None:
-        while self._next < len(self._offsets) and self._offsets[self._next] <= offset:
-            self._watermark_ms = self._marks[self._next][1]
-            self._next += 1
-        return self._watermark_ms if clock_decides(self._watermark_ms, event_ms, cutoff_ms) else None
+        watermark_ms = self._marks.get(offset)
+        return watermark_ms if clock_decides(watermark_ms, event_ms, cutoff_ms) else None
 
 
 def _ms(timestamp) -> int | None:

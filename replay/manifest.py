@@ -30,14 +30,14 @@ class PartitionRange:
     """One partition's offsets ``[start, stop)``.
 
     ``clock_marks``: ``(offset, watermark_ms)`` pairs in increasing offset order, one for
-    each record a live run read while its partition's watermark W, moved by the clock, was
-    past both the log's watermark before the record (its cutoff) and its event time (the
-    record's clock cutoff, ``SourceRecord.clock_cutoff_ms``). A replay gives the record at
-    offset o the watermark w of the last mark at or before o as its clock cutoff, on the
-    live run's condition: ``cutoff < w`` and ``event_ms < w``. That repeats every live
-    decision: a marked record gets its own mark; the live W only rises, so a record the
-    live run did not mark, having ``event_ms >= W`` or ``W <= cutoff`` there, fails the
-    condition for every earlier mark's w <= W too."""
+    each record whose fate the clock could decide in a live run: read while its
+    partition's watermark W, moved by the clock, was past both the log's watermark before
+    the record (its cutoff) and its event time (the record's clock cutoff,
+    ``SourceRecord.clock_cutoff_ms``), or dropped at its key by a runner's watermark past
+    its cutoffs (that watermark; the greater one where both). A replay gives the record
+    at offset o the watermark w of its own mark as its clock cutoff, on the live run's
+    condition ``cutoff < w`` and ``event_ms < w``: that repeats every live decision, and
+    a record without a mark had no clock cutoff live either."""
 
     topic: str
     partition: int

@@ -155,6 +155,8 @@ def prepare(args, live: bool) -> Job:
     run_dir = args.run_dir or kappa_home() / "runs" / f"{name}-{_stamp()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     channel = RunChannel(run_dir)
+    if live:
+        pipeline.run_channel = channel  # the windowing marks the runner's clock decisions there
     schema = args.schema or pipeline.input_schema
     described = {"name": name, "settings": {s: v for s, v in overrides.items() if v is not None}}
     group = _live_group(args, name) if live and isinstance(source, KafkaSource) else None
@@ -396,8 +398,9 @@ def _save_drained_manifest(job: Job, say) -> None:
     drained.save(path)
     marked = sum(len(r.clock_marks) for r in ranges)
     if marked:
-        say(f"{marked:,} records were read while the clock held their partition's watermark past the log's "
-            "(a caught-up partition): the manifest records those watermarks so the replay decides their fate the same")
+        say(f"{marked:,} records met a watermark the clock had moved past the log's (a caught-up partition's, or "
+            "a runner's that did not wait for them): the manifest records those watermarks so the replay decides "
+            "their fate the same")
     # The pipeline has finished, so every result is durable: the next live run of the group
     # starts exactly here, whether or not the runner finalized bundles while it ran.
     commit_offsets(drained.bootstrap, job.group, drained.topic, {r.partition: r.stop for r in ranges})

@@ -66,7 +66,7 @@ def _live_read(batches, bound: int):
 def test_a_replay_of_the_marks_gives_every_record_its_live_clock_cutoff_from_any_residual_start(batches, bound, data):
     records, marks = _live_read(batches, bound)
     start = data.draw(st.integers(0, len(records)))  # a residual restriction after a checkpoint
-    replay = _RecordedClock(marks, start)
+    replay = _RecordedClock(marks)
     assert [replay(o, t, cutoff) for o, t, cutoff, _ in records[start:]] == [c for *_, c in records[start:]]
 
 
@@ -79,11 +79,11 @@ def test_only_records_the_clock_may_decide_are_marked(batches, bound):
             assert t < clock_cutoff and (cutoff is None or cutoff < clock_cutoff)
 
 
-def test_without_marks_a_replay_gives_no_clock_cutoff_and_a_mark_reaches_the_records_after_it():
-    replay = _RecordedClock(((3, 100),), 0)
-    assert [replay(o, 50, None) for o in range(5)] == [None, None, None, 100, 100]
-    assert replay(5, 100, None) is None, "at or past the mark's watermark: the clock closes none of its windows"
-    assert replay(6, 50, 100) is None, "a cutoff at the watermark: the log decides alone"
+def test_without_marks_a_replay_gives_no_clock_cutoff_and_a_mark_reaches_its_own_record_only():
+    replay = _RecordedClock(((3, 100),))
+    assert [replay(o, 50, None) for o in range(5)] == [None, None, None, 100, None]
+    assert replay(3, 100, None) is None, "at or past the mark's watermark: the clock closes none of its windows"
+    assert replay(3, 50, 100) is None, "a cutoff at the watermark: the log decides alone"
 
 
 # -- the run directory and the drained manifest -------------------------------------------
@@ -144,9 +144,9 @@ def test_a_bounded_read_gives_records_the_clock_cutoffs_of_their_marks(kafka_boo
     out = run_reads({name: _manifest(r, bootstrap=kafka_bootstrap, topic=topic_name) for name, r in ranges.items()})
     clock = {name: [r.clock_cutoff_ms for r in sorted(records, key=lambda r: r.provenance.position)]
              for name, (records, _) in out.items()}
-    # 0: before any mark; 6: at or past the mark's watermark; 7: its cutoff (t0 + 4s - 1s) is the mark's.
-    assert clock["marked"] == [None, t0 + 500, t0 + 500, t0 + 500, t0 + 3_000, t0 + 3_000, None, None]
-    assert clock["residual"] == clock["marked"][2:], "a residual finds the mark before its start"
+    # A mark reaches its own record only: 1 (t0 - 5s, under t0 + 500) and 4 (t0 + 600, under t0 + 3s).
+    assert clock["marked"] == [None, t0 + 500, None, None, t0 + 3_000, None, None, None]
+    assert clock["residual"] == clock["marked"][2:], "a residual range takes the marks of its own offsets"
     assert clock["plain"] == [None] * 8
 
 
@@ -209,7 +209,7 @@ def test_a_replay_of_a_drained_live_run_drops_what_the_clock_dropped_live(kafka_
         payments.at(late)  # offset 3
         run.wait_for(lambda: 3 in _dead(live_dir), "the live run dropping offset 3", 60)
         run.drain()
-    assert "records were read while the clock held their partition's watermark" in run.output
+    assert "records met a watermark the clock had moved past the log's" in run.output
 
     live_dead = _dead(live_dir)
     assert set(live_dead) == {3} and live_dead[3]["decided_by"] == "clock", live_dead

@@ -108,7 +108,8 @@ class TooLate:
     window: tuple[int, int]
     watermark_ms: int
     lateness_ms: int  #: how far behind the watermark the element was: W - t
-    by_clock: bool = False  #: the runner's watermark (moved by the clock), not the log, decided
+    by_clock: bool = False  #: the clock decided (a clock cutoff, or the runner's watermark), not the log
+    by_runner: bool = False  #: the runner's watermark at the key decided, past the element's cutoffs
 
 
 @dataclass
@@ -248,7 +249,8 @@ class KeyEngine:
         if by_cutoffs is not None:
             return self._too_late(element, event_ms, window, *by_cutoffs)
         if self._closed(judged):
-            return self._too_late(element, event_ms, window, self.watermark_ms, True)
+            return TooLate(self.key, element, event_ms, window, self.watermark_ms, self.watermark_ms - event_ms,
+                           True, True)
         return None
 
     def _too_late(self, element, event_ms: int, window: tuple[int, int], watermark_ms: int, by_clock: bool) -> TooLate:

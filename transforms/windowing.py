@@ -94,9 +94,10 @@ class _WindowPerKeyFn(beam.DoFn):
     ENGINE = ReadModifyWriteStateSpec("engine", PickleCoder())
     EVENT_TIMER = TimerSpec("event_time", TimeDomain.WATERMARK)
 
-    def __init__(self, spec: _Setup):
+    def __init__(self, spec: _Setup, channel=None):
         super().__init__()
         self.spec = spec
+        self.channel = channel  #: a live run's RunChannel: where the runner's decisions are marked
         self.run_id = os.urandom(8).hex()  # one per application: the DoFn is pickled once per pipeline
         self.launcher_pid = os.getpid()
 
@@ -157,6 +158,7 @@ class _WindowPerKeyFn(beam.DoFn):
         panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now, record.cutoff_ms,
                                       record.clock_cutoff_ms)
         self._save(key, engine, state, event_timer)
+        self._mark_runner_decisions(too_late)
         yield from self._outputs(due + panes, too_late)
 
     @on_timer(EVENT_TIMER)
@@ -166,6 +168,18 @@ class _WindowPerKeyFn(beam.DoFn):
         panes = engine.advance_processing_time(_now_ms()) + engine.advance_watermark(fired.micros // 1000 + 1)
         self._save(key, engine, state, event_timer)
         yield from self._outputs(panes, [])
+
+    def _mark_runner_decisions(self, too_late: list[TooLate]) -> None:
+        """Where the runner's watermark at this key dropped a Kafka record past its cutoffs
+        (the runner had moved on without waiting for it), mark it as the reader marks the
+        clock's records, so the replay of the drained manifest drops it too."""
+        if self.channel is None:
+            return
+        for late in too_late:
+            where = late.element.provenance
+            if late.by_runner and where.source == "kafka":
+                self.channel.record_clock_marks(f"{where.stream}-{where.partition}",
+                                                [(where.position, late.watermark_ms)])
 
     def _outputs(self, panes, too_late: list[TooLate]):
         for pane in panes:
@@ -180,10 +194,12 @@ class WindowPerKey(beam.PTransform):
     """``(key, SourceRecord)`` -> ``{"panes": Pane, "too_late": DeadLetter}`` under a
     windowing configuration and a pure aggregation of ``value_of(record)``."""
 
-    def __init__(self, config: WindowingConfig, aggregation: Aggregation, value_of, label: str = ""):
+    def __init__(self, config: WindowingConfig, aggregation: Aggregation, value_of, label: str = "", channel=None):
         super().__init__(label or None)
         self.spec = _Setup(config, aggregation, value_of)
+        self.channel = channel
 
     def expand(self, keyed):
-        outputs = keyed | "Engine" >> beam.ParDo(_WindowPerKeyFn(self.spec)).with_outputs(TOO_LATE, main="panes")
+        fn = _WindowPerKeyFn(self.spec, self.channel)
+        outputs = keyed | "Engine" >> beam.ParDo(fn).with_outputs(TOO_LATE, main="panes")
         return {"panes": outputs.panes, "too_late": outputs[TOO_LATE]}
