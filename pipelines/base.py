@@ -114,6 +114,11 @@ class WindowedPipeline(beam.PTransform):
         super().__init__(self.name)
         self.config = config or windowing_config(self.DEFAULTS, overrides)
 
+    @property
+    def takes_record_batches(self) -> bool:
+        """Whether its input may be RecordBatches as well as records (a bounded source can batch)."""
+        return self.config.bounded and self.batch_windowing
+
     # hooks
     def key_of(self, value: dict) -> str:
         raise NotImplementedError
@@ -130,7 +135,7 @@ class WindowedPipeline(beam.PTransform):
 
     def expand(self, records):
         keying = _Keying(self.key_of)
-        if self.config.bounded and self.batch_windowing:
+        if self.takes_record_batches:
             windowed = records | "Window" >> WindowInBatch(self.config, self.aggregation(), self.value_of, keying)
             panes, dead = windowed["panes"], windowed["dead_letters"]
         else:

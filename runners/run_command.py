@@ -166,7 +166,8 @@ def prepare(args, live: bool) -> Job:
         manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, group, described)
     else:
         manifest = None
-    read = _read_transform(args, source, manifest, schema, config.max_out_of_orderness_ms, live, group, channel)
+    read = _read_transform(args, source, manifest, schema, config.max_out_of_orderness_ms, live, group, channel,
+                           batched=getattr(pipeline, "takes_record_batches", False))
     if manifest is not None:
         manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
@@ -228,14 +229,14 @@ def _live_group(args, name: str) -> str:
     return f"kappa-{name}"
 
 
-def _read_transform(args, source, manifest, schema, bound_ms, live, group, channel):
+def _read_transform(args, source, manifest, schema, bound_ms, live, group, channel, batched=False):
     from replay.archive_source import ReadArchive
     from replay.kafka_source import ReadFromKafkaReplay
     from replay.pubsub_source import ReadFromPubSubReplay
 
     if manifest is not None:
         return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel,
-                                   max_event_time_ahead_ms=args.max_event_time_ahead)
+                                   max_event_time_ahead_ms=args.max_event_time_ahead, batched=batched and not live)
     if isinstance(source, PubSubSource):
         if live:
             args.start, args.stop = args.start or "latest", "never"

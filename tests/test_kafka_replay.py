@@ -121,6 +121,26 @@ def test_undecodable_and_timeless_records_go_to_dead_letters_and_the_read_goes_o
     assert all("merchant.missing" in d.error for d in dead if d.reason == "invalid_record")
 
 
+def test_a_batched_read_emits_the_same_records_in_batches_and_the_same_dead_letters(kafka_bootstrap, kafka_admin,
+                                                                                    topic_name):
+    """A batched bounded read (for the batch windowing of replays) hands on RecordBatches
+    that hold exactly the records, cutoffs included, a plain read emits one by one."""
+    from schemas.records import RecordBatch
+
+    create_topic(kafka_admin, topic_name, 2)
+    garbage = {(0, 5): b"\x00not avro", (1, 2): b"\xff"}
+    write_log(kafka_bootstrap, topic_name, {0: [T0 + 7 * i % 50 for i in range(40)], 1: [T0 + i for i in range(30)]},
+              raw=garbage)
+    manifest = plan_kafka_replay(kafka_bootstrap, topic_name, "earliest", "now", AVRO)
+    plain = run_reads({"m": manifest})["m"]
+    batches, dead = run_reads({"m": manifest}, batched=True, batch_size=7)["m"]
+    assert batches and all(type(b) is RecordBatch and b for b in batches)
+    assert len(batches) >= 70 // 7, "a batch per fetch of at most batch_size records"
+    by_offset = lambda records: sorted(records, key=lambda r: (r.provenance.partition, r.provenance.position))  # noqa: E731
+    assert by_offset(r for b in batches for r in b) == by_offset(plain[0])
+    assert sorted(d.provenance.position for d in dead) == sorted(d.provenance.position for d in plain[1]) == [2, 5]
+
+
 def test_read_committed_replay_skips_aborted_transactions_and_finishes(kafka_bootstrap, kafka_admin, topic_name):
     from confluent_kafka import Producer
 

@@ -28,7 +28,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.records import DeadLetter, SourceRecord
+from schemas.records import DeadLetter, RecordBatch, SourceRecord
 from transforms.config import WindowingConfig
 from transforms.engine import ON_TIME, Aggregation, Pane, too_late_by_cutoffs
 from transforms.windowing import too_late_dead_letter
@@ -88,7 +88,14 @@ class _FoldFn(beam.DoFn):
     def start_bundle(self):
         self._partials: dict = {}
 
-    def process(self, record: SourceRecord):
+    def process(self, element: SourceRecord | RecordBatch):
+        if type(element) is RecordBatch:
+            for record in element:
+                yield from self._fold(record)
+        else:
+            yield from self._fold(element)
+
+    def _fold(self, record: SourceRecord):
         key = self.keying(record)
         if isinstance(key, DeadLetter):
             yield beam.pvalue.TaggedOutput(_DEAD, key)
@@ -143,7 +150,7 @@ class _MergePartialsFn(beam.CombineFn):
 
 
 class WindowInBatch(beam.PTransform):
-    """Records -> ``{"panes": Pane, "dead_letters": DeadLetter}`` for a bounded replay: the
+    """Records (or RecordBatches of them) -> ``{"panes": Pane, "dead_letters": DeadLetter}`` for a bounded replay: the
     panes and too_late dead letters of :class:`transforms.windowing.WindowPerKey` under
     ``config`` (which must be bounded), without per-key state. ``keying(record)`` gives
     the record's key, or the DeadLetter of a record without a usable one."""
