@@ -82,10 +82,13 @@ def test_a_plan_is_refused_exactly_when_it_would_leave_no_in_order_first_event(a
             plan_arrivals(*args)
 
 
-def test_mean_event_spacing_follows_the_rate():
-    plan = plan_arrivals(20_000, 1, 0, 50.0, DisorderSpec())
+@pytest.mark.parametrize("rate", [50.0, 2_000.0, 5_000.0, 20_000.0])
+def test_mean_event_spacing_follows_the_rate_even_far_above_one_per_millisecond(rate):
+    """Gaps shorter than a millisecond do not round the rate away (each event time is the
+    rounded exact Poisson clock, not a sum of rounded gaps)."""
+    plan = plan_arrivals(20_000, 1, 0, rate, DisorderSpec())
     span_s = (plan[-1].event_ms - plan[0].event_ms) / 1000
-    assert 20_000 / span_s == pytest.approx(50.0, rel=0.05)
+    assert 20_000 / span_s == pytest.approx(rate, rel=0.05)
 
 
 def test_disorder_that_leaves_no_in_order_event_is_refused():

@@ -71,14 +71,16 @@ def plan_arrivals(count: int, seed: int, start_ms: int, rate: float, spec: Disor
     late_span_ms = max(spec.late_by_ms, spec.max_disorder_ms, 1000)
 
     mean_gap_ms = 1000.0 / rate
-    clock_ms = start_ms
+    exact_ms = float(start_ms)  # the Poisson clock, unrounded: rounding each gap would bias
+    clock_ms = start_ms         # the rate by up to half a millisecond per event
     max_seen = None
     plan: list[Arrival] = []
     for i in range(count):
         kind = kinds.get(i, Kind.IN_ORDER)
         if kind is Kind.IN_ORDER:
             if max_seen is not None:
-                clock_ms += round(rng.expovariate(1.0 / mean_gap_ms))
+                exact_ms += rng.expovariate(1.0 / mean_gap_ms)
+                clock_ms = start_ms + round(exact_ms - start_ms)
             max_seen = clock_ms
             plan.append(Arrival(clock_ms, clock_ms, kind))
         elif kind is Kind.OUT_OF_ORDER:
