@@ -11,7 +11,11 @@ Beam state and turns Beam timers into its inputs:
   the watermark reaches the deadline; the engine is then told "the watermark is at
   the deadline" (never more than the runner's watermark: decisions are conservative);
 * whether an element is too late is decided by the log (its partition's watermark
-  when it was read, ``SourceRecord.cutoff_ms``), never by the key's own history;
+  when it was read, ``SourceRecord.cutoff_ms``) or the clock's recorded watermark
+  (``clock_cutoff_ms``), never by the key's own history; where the runner's watermark
+  at the key drops an element past both (a runner does not wait for an element already
+  behind its partition's watermark), a live run marks it in the run directory, as the
+  reader marks the clock's, so the drained manifest's replay drops it too;
 * processing time is read from the clock when an element arrives: early and
   processing-time panes fire on the first element after they are due. No
   processing-time timers are used: Prism and the DirectRunner's portable runner do
