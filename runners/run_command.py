@@ -283,7 +283,10 @@ def _run(job: Job, args) -> int:
     for line in summary_lines(metric_counts(result), time.monotonic() - started):
         say(line)
     if job.live and job.manifest is not None:
-        _save_drained_manifest(job, say)
+        if "DONE" in state:  # drained to the end: every result written
+            _save_drained_manifest(job, say)
+        else:  # cancelled: what the windows held may not have been written, so nothing is committed
+            say(f"the job ended {state}: no replay manifest saved and no offsets committed")
     if "DONE" not in state and not (job.live and "CANCELLED" in state):
         raise KappaError(f"the job ended {state} (details: {log_path})")
     return 0
