@@ -30,17 +30,18 @@ sys.path.insert(0, str(ROOT))
 PARTITIONS = 4
 
 
-def ensure_topic(bootstrap: str, topic: str, events: int, registry: str) -> None:
-    """Fill ``topic`` with ``events`` payments (once; reused when already full)."""
+def ensure_topic(bootstrap: str, topic: str, events: int, registry: str, partitions: int = PARTITIONS) -> None:
+    """Fill ``topic`` with ``events`` payments over ``partitions`` partitions, round robin (once; reused
+    when already full). Event time is 10 ms per event, so every partition is in event-time order."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     from runners.kafka_util import admin_client, ensure_topic as create
     from runners.produce import DOMAINS
     from schemas import FileSchemaRegistry, make_codec
 
-    create(admin_client(bootstrap), topic, PARTITIONS)
+    create(admin_client(bootstrap), topic, partitions)
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "log_level": 0})
-    have = sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS))
+    have = sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
     probe.close()
     if have >= events:
         return
@@ -57,7 +58,7 @@ def ensure_topic(bootstrap: str, topic: str, events: int, registry: str) -> None
         record = {**record, "timestamp": ms}
         while True:
             try:
-                producer.produce(topic, codec.encode(record), key.encode(), partition=i % PARTITIONS, timestamp=ms)
+                producer.produce(topic, codec.encode(record), key.encode(), partition=i % partitions, timestamp=ms)
                 break
             except BufferError:
                 producer.poll(0.1)

@@ -53,21 +53,26 @@ LOOP_CONSUMER = {"group.id": "bench-loop", "enable.auto.commit": False, "isolati
 
 # -- the baseline, in its own process ----------------------------------------------------------
 
-def measure_loop(bootstrap: str, topic: str, events: int, registry: str) -> dict:
-    """Offsets [0, events/4) of every partition: decode, then count and sum per (merchant, minute)."""
+def measure_loop(bootstrap: str, topic: str, events: int, registry: str, partitions: int = PARTITIONS) -> dict:
+    """Offsets [0, events/partitions) of every partition: decode, then count and sum per (merchant, minute).
+
+    It counts every record, and also how many kappa would judge too late (``too_late``: the record's
+    partition cutoff, the greatest event time before it in the partition minus BOUND_MS, at or past its
+    window's end); where that is 0, every system must give exactly these totals."""
     from confluent_kafka import Consumer, TopicPartition
 
     from schemas import DecodeError, FileSchemaRegistry, make_codec
     from transforms.event_time import EventTimeSpec, InvalidEventTime
 
-    stop = events // PARTITIONS
-    left = dict.fromkeys(range(PARTITIONS), stop)
+    stop = events // partitions
+    left = dict.fromkeys(range(partitions), stop)
+    latest = dict.fromkeys(range(partitions), -(2**63))
     consumer = Consumer({"bootstrap.servers": bootstrap, **LOOP_CONSUMER})
     consumer.assign([TopicPartition(topic, p, 0) for p in left])
     decode = make_codec("confluent", "payment", FileSchemaRegistry(registry)).decode
     event_time = EventTimeSpec.parse("field:timestamp").extract
     totals: dict[tuple[str, int], list] = {}
-    invalid = 0
+    invalid = too_late = 0
     while any(left.values()):
         for msg in consumer.consume(5000, timeout=1.0):
             p = msg.partition()
@@ -86,16 +91,19 @@ def measure_loop(bootstrap: str, topic: str, events: int, registry: str) -> dict
             if not merchant:
                 invalid += 1
                 continue
-            slot = totals.setdefault((merchant, ms - ms % WINDOW_MS), [0, Decimal(0)])
+            start = ms - ms % WINDOW_MS
+            too_late += latest[p] - BOUND_MS >= start + WINDOW_MS
+            latest[p] = max(latest[p], ms)
+            slot = totals.setdefault((merchant, start), [0, Decimal(0)])
             slot[0] += 1
             slot[1] += payment["amount"]
     consumer.close()
-    return {"events": stop * PARTITIONS, "invalid": invalid,
+    return {"events": stop * partitions, "invalid": invalid, "too_late": too_late,
             "totals": [[k, w, c, str(t)] for (k, w), (c, t) in sorted(totals.items())]}
 
 
 def child(args) -> None:
-    result = measure_loop(args.bootstrap, args.topic, args.events, args.registry)
+    result = measure_loop(args.bootstrap, args.topic, args.events, args.registry, args.partitions)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.out).write_text(json.dumps(result))
 
@@ -137,12 +145,13 @@ def _memory_kb(pid: int) -> tuple[str, int, int] | None:
     return name, kb("VmHWM"), kb("VmRSS")
 
 
-def run_watched(cmd: list[str], every_s: float = 0.2) -> dict:
+def run_watched(cmd: list[str], every_s: float = 0.2, timeout_s: float | None = None) -> dict:
     """Run ``cmd``; its wall time, the peak RSS of its own process and of each kind of child
-    (VmHWM, sampled), and the peak of the tree's summed RSS."""
+    (VmHWM, sampled), and the peak of the tree's summed RSS. Past ``timeout_s`` its whole
+    process group (it gets one of its own) is killed and this raises SystemExit."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     peaks: dict[int, tuple[str, int]] = {}
     tree_peak = [0]
     done = threading.Event()
@@ -160,7 +169,13 @@ def run_watched(cmd: list[str], every_s: float = 0.2) -> dict:
 
     watcher = threading.Thread(target=sample, daemon=True)
     watcher.start()
-    out, err = proc.communicate()
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        done.set()
+        raise SystemExit(f"{' '.join(cmd[:6])} ... timed out after {timeout_s:.0f} s (killed)") from None
     took = time.perf_counter() - started
     done.set()
     watcher.join()
@@ -180,7 +195,8 @@ def fill_topic(args, attempts: int = 20) -> None:
 
     for attempt in range(attempts):
         try:
-            return ensure_topic(args.bootstrap, args.topic, args.events, args.registry)
+            return ensure_topic(args.bootstrap, args.topic, args.events, args.registry,
+                                getattr(args, "partitions", PARTITIONS))
         except KafkaException as err:
             if attempt == attempts - 1 or "leader" not in str(err).lower():
                 raise
@@ -193,8 +209,9 @@ def save_plan(args, events: int, path: Path) -> Path:
     from replay.manifest import DecodingSpec
     from replay.plan import plan_kafka_replay
 
-    per = events // PARTITIONS
-    offsets = lambda n: "offsets:" + ",".join(f"{p}={n}" for p in range(PARTITIONS))  # noqa: E731
+    partitions = getattr(args, "partitions", PARTITIONS)
+    per = events // partitions
+    offsets = lambda n: "offsets:" + ",".join(f"{p}={n}" for p in range(partitions))  # noqa: E731
     manifest = plan_kafka_replay(args.bootstrap, args.topic, offsets(0), offsets(per),
                                  DecodingSpec("confluent", "payment", args.registry, f"{args.topic}-value"),
                                  "field:timestamp", BOUND_MS, pipeline={"name": "merchant_totals", "settings": {}})
@@ -207,16 +224,18 @@ def run_side(side: str, args, events: int, plan: Path, work: Path) -> dict:
     out = work / f"{side}-{events}"
     if side == "loop":
         result = run_watched([sys.executable, __file__, "--child", "--events", str(events), "--topic", args.topic,
-                              "--bootstrap", args.bootstrap, "--registry", args.registry, "--out", str(out)])
+                              "--bootstrap", args.bootstrap, "--registry", args.registry, "--out", str(out),
+                              "--partitions", str(getattr(args, "partitions", PARTITIONS))],
+                             timeout_s=getattr(args, "timeout_s", None))
         computed = json.loads(out.read_text())
         out.unlink()
         result["rss_mb"] = max(result["rss_mb"], computed["peak_rss_mb"])  # exact, not sampled
-        result.update(events=computed["events"], invalid=computed["invalid"],
+        result.update(events=computed["events"], invalid=computed["invalid"], too_late=computed["too_late"],
                       totals={(k, w): (c, Decimal(t)) for k, w, c, t in computed["totals"]})
         return result
     result = run_watched([sys.executable, "-m", "runners.cli", "replay", "--manifest", str(plan),
                           "--pipeline", "merchant_totals", "--runner", side, "--run-dir", str(out / "run"),
-                          "--sink", f"file:{out / 'totals.jsonl'}", "--quiet"])
+                          "--sink", f"file:{out / 'totals.jsonl'}", "--quiet"], timeout_s=getattr(args, "timeout_s", None))
     result.update(events=events, **read_results(out / "totals.jsonl"))
     shutil.rmtree(out)
     return result
@@ -261,6 +280,7 @@ def main() -> None:
                                                       "any topic it filled with at least EVENTS will do")
     parser.add_argument("--registry", default=str(ROOT / ".kappa" / "bench-registry.json"))
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=PARTITIONS, help="of a new topic, and the plan's")
     parser.add_argument("--runners", default=",".join(RUNNERS))
     parser.add_argument("--keep-going", action="store_true", help="on a runner disagreeing with the loop, finish "
                         "measuring and exit 1 at the end (default: stop at once)")
