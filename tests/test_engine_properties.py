@@ -242,3 +242,50 @@ def test_an_element_behind_the_watermark_is_too_late_for_sessions_so_it_never_me
     live, too_late = run_engine(steps, SessionWindows(6), TriggerPolicy(), 0, True)
     assert final_values(live, True, "session") == {("a", (0, 6)): 1}
     assert [(t.event_ms, t.window, t.lateness_ms) for t in too_late] == [(5, (5, 11), 5)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(windowings, triggers, st.integers(0, 40), st.booleans(), schedules())
+def test_an_idle_engine_replaced_by_a_fresh_one_told_its_watermark_changes_no_later_output(
+        windowing, trigger, lateness, accumulating, steps):
+    """Invariant behind bounded per-key state (the windowing DoFn stores an idle key as its
+    watermark alone): wherever an engine is idle, a fresh engine that knows only its
+    watermark gives the same panes and too-late elements from there on; and every engine
+    is idle once the final watermark has passed (nothing is kept for ever)."""
+    _, spec, _ = windowing
+    kept, kept_late = run_engine(steps, spec, trigger, lateness, accumulating)
+
+    engines: dict[str, KeyEngine] = {}
+    panes, too_late, now, watermark = [], [], 0, None
+
+    def fresh(key, at=None):
+        return KeyEngine(key, spec, trigger, Sum(), lateness, accumulating, watermark_ms=at)
+
+    def renewed():
+        for key, e in list(engines.items()):
+            if e.idle:
+                engines[key] = fresh(key, e.watermark_ms)
+
+    for step in steps:
+        if step[0] == "watermark":
+            watermark = step[1]
+            for e in engines.values():
+                panes += e.advance_watermark(step[1])
+        elif step[0] == "tick":
+            now = step[1]
+            for e in engines.values():
+                panes += e.advance_processing_time(now)
+        else:
+            _, key, t, value = step
+            if key not in engines:
+                engines[key] = fresh(key)
+                if watermark is not None:
+                    engines[key].advance_watermark(watermark)
+            fired, late = engines[key].add((key, t, value), value, t, now)
+            panes += fired
+            too_late += late
+        renewed()
+    for e in engines.values():
+        panes += e.advance_watermark(END)
+    assert panes == kept and too_late == kept_late
+    assert all(e.idle for e in engines.values())

@@ -186,8 +186,8 @@ class KeyEngine:
         if self.watermark_ms is not None and watermark_ms <= self.watermark_ms:
             return []
         self.watermark_ms = watermark_ms
+        horizon = self.window_spec.gap_ms + self.allowed_lateness_ms if isinstance(self.window_spec, SessionWindows) else 0
         if self.closed_sessions:
-            horizon = self.window_spec.gap_ms + self.allowed_lateness_ms
             self.closed_sessions = [w for w in self.closed_sessions if watermark_ms < w[1] + horizon]
         panes = []
         for window in sorted(self.windows, key=lambda w: (w[1], w[0])):
@@ -195,8 +195,8 @@ class KeyEngine:
             if self._closed(window):
                 panes.extend(self._close(window, state))
                 del self.windows[window]
-                if isinstance(self.window_spec, SessionWindows):
-                    self.closed_sessions.append(window)
+                if isinstance(self.window_spec, SessionWindows) and watermark_ms < window[1] + horizon:
+                    self.closed_sessions.append(window)  # (one the watermark is past already is forgotten)
             elif (watermark_ms >= window[1] and not state.on_time_fired and self.trigger.kind == "watermark"
                   and not self.bounded):
                 if self.accumulating or state.pending:
@@ -219,16 +219,27 @@ class KeyEngine:
         return panes
 
     # -- what the Beam layer schedules ---------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """Nothing open and nothing remembered: all the engine holds is its watermark, so a
+        fresh engine told that watermark behaves exactly as this one from here on."""
+        return not self.windows and not self.closed_sessions
+
     def next_watermark_deadline(self) -> int | None:
-        """The smallest watermark at which something fires (an end, or a close); always
-        later than the current watermark."""
-        if not self.windows:
-            return None
-        lateness = self.allowed_lateness_ms
-        if self.bounded or self.trigger.kind != "watermark":
-            return min(end for _, end in self.windows) + lateness
-        return min(end if not state.on_time_fired else end + lateness
-                   for (_, end), state in self.windows.items())
+        """The smallest watermark at which something fires (an end, or a close) or a closed
+        session is forgotten; always later than the current watermark."""
+        deadlines = []
+        if self.closed_sessions:
+            horizon = self.window_spec.gap_ms + self.allowed_lateness_ms
+            deadlines.append(min(end for _, end in self.closed_sessions) + horizon)
+        if self.windows:
+            lateness = self.allowed_lateness_ms
+            if self.bounded or self.trigger.kind != "watermark":
+                deadlines.append(min(end for _, end in self.windows) + lateness)
+            else:
+                deadlines.append(min(end if not state.on_time_fired else end + lateness
+                                     for (_, end), state in self.windows.items()))
+        return min(deadlines, default=None)
 
     # -- internals ----------------------------------------------------------------
     def _closed(self, window: tuple[int, int]) -> bool:

@@ -22,6 +22,11 @@ Beam state and turns Beam timers into its inputs:
   not run them (Beam issue #32786), and a stream that goes quiet has nothing new
   to show early anyway; the watermark's panes still come from event-time timers.
 
+A key's state is bounded: once its windows have closed (and, for sessions, the closed
+ones it must remember have expired), the engine is stored as its watermark alone, and a
+fresh engine told that watermark takes over when the key comes back (property-tested
+to change no output).
+
 Lost updates are detected, not suffered: each write of a key's engine carries a fresh
 token, and each bundle remembers the token it started from. When the bundle finishes,
 the token it started from must be the one the last finished bundle of this process left
@@ -132,6 +137,9 @@ class _WindowPerKeyFn(beam.DoFn):
     def _engine(self, key, state) -> KeyEngine:
         stored = state.read()
         token, engine = stored if stored is not None else (None, None)
+        idle_watermark = engine if not isinstance(engine, KeyEngine) else None
+        if idle_watermark is not None:
+            engine = None
         if self._check and key not in self._bases:
             self._bases[key] = token
             if token is None:
@@ -142,12 +150,14 @@ class _WindowPerKeyFn(beam.DoFn):
         if engine is None:
             c = self.spec.config
             engine = KeyEngine(key, c.window, c.trigger, self.spec.aggregation, c.allowed_lateness_ms, c.accumulating,
-                               c.bounded)
+                               c.bounded, watermark_ms=idle_watermark)
         return engine
 
     def _save(self, key, engine: KeyEngine, state, event_timer) -> None:
         token = _token()
-        state.write((token, engine))
+        # An idle engine (every window closed, no closed session remembered) is stored as its
+        # watermark alone: a key's state stays a few bytes once its windows close.
+        state.write((token, engine.watermark_ms if engine.idle and engine.watermark_ms is not None else engine))
         if self._check:
             self._written[key] = token
         deadline = engine.next_watermark_deadline()
