@@ -165,11 +165,12 @@ def main() -> None:
     parser.add_argument("--runners", default="prism,flink")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "live.json"))
+    parser.add_argument("--keep", help="keep each run's directory (beam.log, progress) under this folder")
     args = parser.parse_args()
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="kappa-live-bench-") as work:
-        args.work = work
+        args.work = args.keep or work
         report = {"rate": args.rate, "seconds": args.seconds, "window": "fixed:10s", "early_firing": "1s",
                   "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runners": {}}
         for runner in [r for r in args.runners.split(",") if r]:
