@@ -49,8 +49,9 @@ def schedules(draw, allow_late=True):
     return steps
 
 
-def run_engine(steps, spec, trigger, lateness, accumulating, final=END):
-    engines: dict[str, KeyEngine] = {}
+def run_engine(steps, spec, trigger, lateness, accumulating, final=END, after_step=None, engines=None):
+    """Feed ``steps`` to one engine per key; ``after_step(engines)`` runs after each step."""
+    engines = {} if engines is None else engines
     panes, too_late, now = [], [], 0
 
     def engine(key):
@@ -75,6 +76,8 @@ def run_engine(steps, spec, trigger, lateness, accumulating, final=END):
             fired, late = engine(key).add((key, t, value), value, t, now)
             panes += fired
             too_late += late
+        if after_step is not None:
+            after_step(engines)
     if final is not None:
         for e in engines.values():
             panes += e.advance_watermark(final)
@@ -255,37 +258,12 @@ def test_an_idle_engine_replaced_by_a_fresh_one_told_its_watermark_changes_no_la
     _, spec, _ = windowing
     kept, kept_late = run_engine(steps, spec, trigger, lateness, accumulating)
 
-    engines: dict[str, KeyEngine] = {}
-    panes, too_late, now, watermark = [], [], 0, None
-
-    def fresh(key, at=None):
-        return KeyEngine(key, spec, trigger, Sum(), lateness, accumulating, watermark_ms=at)
-
-    def renewed():
+    def renew_idle(engines):
         for key, e in list(engines.items()):
             if e.idle:
-                engines[key] = fresh(key, e.watermark_ms)
+                engines[key] = KeyEngine(key, spec, trigger, Sum(), lateness, accumulating, watermark_ms=e.watermark_ms)
 
-    for step in steps:
-        if step[0] == "watermark":
-            watermark = step[1]
-            for e in engines.values():
-                panes += e.advance_watermark(step[1])
-        elif step[0] == "tick":
-            now = step[1]
-            for e in engines.values():
-                panes += e.advance_processing_time(now)
-        else:
-            _, key, t, value = step
-            if key not in engines:
-                engines[key] = fresh(key)
-                if watermark is not None:
-                    engines[key].advance_watermark(watermark)
-            fired, late = engines[key].add((key, t, value), value, t, now)
-            panes += fired
-            too_late += late
-        renewed()
-    for e in engines.values():
-        panes += e.advance_watermark(END)
+    engines: dict[str, KeyEngine] = {}
+    panes, too_late = run_engine(steps, spec, trigger, lateness, accumulating, after_step=renew_idle, engines=engines)
     assert panes == kept and too_late == kept_late
     assert all(e.idle for e in engines.values())
