@@ -109,6 +109,9 @@ class WindowedPipeline(beam.PTransform):
     #: A live run's RunChannel (set by ``kappa live``): the windowing marks there the records
     #: a runner's watermark decided, so the drained manifest's replay decides them alike.
     run_channel = None
+    #: A live Kafka run's commits (replay/durable.py, set by ``kappa live``): windows written
+    #: before a restart are not emitted again, and open sessions hold their offsets.
+    durable = None
 
     def __init__(self, config: WindowingConfig | None = None, **overrides: str | None):
         super().__init__(self.name)
@@ -141,7 +144,7 @@ class WindowedPipeline(beam.PTransform):
         else:
             keyed = records | "Key" >> beam.ParDo(_KeyFn(keying)).with_outputs(_INVALID, main="keyed")
             windowed = keyed.keyed | "Window" >> WindowPerKey(self.config, self.aggregation(), self.value_of,
-                                                              channel=self.run_channel)
+                                                              channel=self.run_channel, durable=self.durable)
             panes = windowed["panes"]
             dead = (keyed[_INVALID], windowed["too_late"]) | "DeadLetters" >> beam.Flatten()
         results = panes | "ToResults" >> beam.FlatMap(_results(self.name, self.values))

@@ -156,7 +156,11 @@ class SourceWatermark(WatermarkEstimator):
     (not output timestamps: a dead letter must not move the watermark)."""
 
     def __init__(self, bound_ms: int, state):
-        self._wm = OutOfOrdernessWatermark(bound_ms, state)
+        *log, pending = state if state is not None and len(state) == 3 else (*(state or (None, None)), None)
+        self._wm = OutOfOrdernessWatermark(bound_ms, tuple(log))
+        self._pending: int | None = None
+        if pending is not None:  # a new bundle: what the last one read now moves the watermark
+            self._wm.observe(pending)
 
     def observe_timestamp(self, timestamp) -> None:
         pass
@@ -164,10 +168,22 @@ class SourceWatermark(WatermarkEstimator):
     def observe_event_ms(self, event_ms: int) -> None:
         self._wm.observe(event_ms)
 
+    def observe_event_ms_next_bundle(self, event_ms: int) -> None:
+        """Observe ``event_ms`` for the log's cutoffs now, for the watermark from the next
+        bundle on. A live bundle ends after each batch: the watermark it reports stays below
+        the records it emitted, since prism moves a stage's watermark to the one a bundle
+        reports without waiting for the elements that bundle emitted (after a restart, a
+        backlog read in one batch would otherwise be too late at the keys)."""
+        if self._pending is None or event_ms > self._pending:
+            self._pending = event_ms
+
     # Methods, not properties: Beam hands the DoFn a thread-safe wrapper that forwards calls only.
     def log_state(self) -> tuple[int | None, int]:
         """(the greatest event time observed so far, the bound): the log's part of the watermark."""
-        return self._wm.max_event_ms, self._wm.bound_ms
+        newest = self._wm.max_event_ms
+        if self._pending is not None and (newest is None or self._pending > newest):
+            newest = self._pending
+        return newest, self._wm.bound_ms
 
     def caught_up(self, now_ms: int) -> None:
         self._wm.caught_up(now_ms)
@@ -181,7 +197,7 @@ class SourceWatermark(WatermarkEstimator):
         return None if ms is None else Timestamp(micros=ms * 1000)
 
     def get_estimator_state(self):
-        return self._wm.state()
+        return (*self._wm.state(), self._pending)
 
 
 def clock_decides(watermark_ms: int | None, event_ms: int, cutoff_ms: int | None) -> bool:

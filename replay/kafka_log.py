@@ -27,13 +27,17 @@ def consumer_config(bootstrap: str, group: str, isolation_level: str = "read_com
     }
 
 
-def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int], timeout_s: float = 10.0) -> None:
-    """Commit ``offsets`` (partition -> next offset to read) to ``group``, synchronously."""
+def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int], timeout_s: float = 10.0,
+                   metadata: dict[int, str] | None = None) -> None:
+    """Commit ``offsets`` (partition -> next offset to read) to ``group``, synchronously,
+    each with its ``metadata`` string if given."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(consumer_config(bootstrap, group, **{"socket.timeout.ms": int(timeout_s * 1000)}))
     try:
-        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in sorted(offsets.items())], asynchronous=False)
+        metadata = metadata or {}
+        consumer.commit(offsets=[TopicPartition(topic, p, o, metadata=metadata.get(p, ""))
+                                 for p, o in sorted(offsets.items())], asynchronous=False)
     except KafkaException as err:
         raise ReplayError(f"committing the drained offsets to group {group!r}: {err.args[0].str()}") from None
     finally:
@@ -89,6 +93,16 @@ class KafkaTopicLog:
         finally:
             reader.close()
         return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
+
+    def commit_metadata(self, group: str, partitions: list[int]) -> dict[int, tuple[int, str | None]]:
+        """Per partition with a commit: (its offset, the metadata it was committed with)."""
+        reader = Consumer(consumer_config(self.bootstrap, group))
+        try:
+            found = self._call(lambda: reader.committed(
+                [TopicPartition(self.topic, p) for p in partitions], timeout=self.timeout_s))
+        finally:
+            reader.close()
+        return {tp.partition: (tp.offset, tp.metadata) for tp in found if tp.offset >= 0}
 
     def first_timestamps(self, partition: int, offsets: list[int]) -> dict[int, int | None]:
         """Record timestamps at the given offsets (the next record at or after each)."""

@@ -56,6 +56,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder,
                              SourceWatermark, at_event_time, batch_at_event_time, clock_decides, count_dead_letter,
                              expand_read, offset_tracker)
+from replay.durable import CommitSpec, ledger
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest, PartitionRange
 from replay.progress import RunChannel
@@ -85,6 +86,9 @@ class ReadSettings:
     checkpoint_every_s: float = 1.0  #: live: hand control back to the runner this often
     stall_timeout_s: float = 120.0  #: bounded: give up when no progress is made for this long
     channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
+    #: live pipeline runs: commit the lowest offset not yet durably done (replay/durable.py)
+    #: instead of each bundle's end
+    durable: CommitSpec | None = None
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, **overrides) -> "ReadSettings":
@@ -124,7 +128,11 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         return 0 if restriction.stop == LIVE_STOP else restriction.size()
 
     # -- watermark estimator provider -----------------------------------------------
-    def initial_estimator_state(self, element, restriction):
+    def initial_estimator_state(self, element: PartitionRange, restriction):
+        # A range that continues a committed run starts from the log's watermark there, so
+        # its records' cutoffs are those of a read from the partition's beginning.
+        if element.start_newest_ms is not None and restriction.start == element.start:
+            return element.start_newest_ms, element.start_newest_ms - self.settings.max_out_of_orderness_ms
         return None
 
     def create_watermark_estimator(self, estimator_state) -> SourceWatermark:
@@ -214,6 +222,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                         committed_to = next_offset = last + 1
                         if channel is not None:
                             self._report(channel, name, part, next_offset, watermark, live)
+                        if live:  # the next bundle's watermark includes this batch (SourceWatermark)
+                            tracker.defer_remainder(Duration(seconds=0.0))
+                            return
                     else:  # the range ends (or was split) inside this batch
                         stop = tracker.current_restriction().stop
                         yield from self._emit_batch([m for m in records if m.offset() < stop], part, watermark, live,
@@ -237,6 +248,11 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                         watermark.caught_up(int(time.time() * 1000))
                         if channel is not None:
                             self._report(channel, name, part, end_of_partition, watermark, live)
+                        if settings.durable is not None:  # caught up: the position and the clock's watermark
+                            book = ledger(settings.durable)
+                            book.read(part.partition, (), end_of_partition, watermark.log_state()[0],
+                                      watermark.watermark_ms())
+                            book.maybe_commit()
                 if live and time.monotonic() - started >= settings.checkpoint_every_s:
                     tracker.defer_remainder(Duration(seconds=0.0 if records else settings.poll_timeout_s))
                     return
@@ -248,7 +264,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             # Registered even with nothing to commit: prism finalizes every bundle of a
             # stage that asks for finalization, and fails those that registered nothing.
             if live and finalizer is not None:
-                finalizer.register(_Commit(self, part, committed_to))
+                finalizer.register(_Commit(self, part, None if settings.durable else committed_to))
 
     def _report(self, channel: RunChannel, name: str, part: PartitionRange, position: int, watermark, live: bool):
         high = None
@@ -266,14 +282,23 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             yield from self._emit(messages, part, watermark, recorded, self.settings.batched)
             return
         clock = _LiveClock(watermark.watermark_ms())
-        yield from self._emit(messages, part, watermark, clock)
+        durable = self.settings.durable
+        read = [] if durable is not None else None
+        yield from self._emit(messages, part, watermark, clock, read=read)
         if clock.marks and self.settings.channel is not None:
             self.settings.channel.record_clock_marks(name, clock.marks)
+        if durable is not None:
+            book = ledger(durable)
+            book.read(part.partition, read, messages[-1].offset() + 1, watermark.log_state()[0],
+                      watermark.watermark_ms())
+            book.maybe_commit()
 
-    def _emit(self, messages, part: PartitionRange, watermark, clock, batched: bool = False):
+    def _emit(self, messages, part: PartitionRange, watermark, clock, batched: bool = False, read=None):
         # The per-record hot path: locals only, no helper calls but the decoder's (and the
-        # clock's, where there is one).
+        # clock's, where there is one). ``read`` (live, committing when durable) gathers
+        # (offset, close, newest before) of each record for the ledger.
         batch = RecordBatch() if batched else None
+        close_ms = self.settings.durable.close_ms if read is not None else None
         parse = self._decoder.parse
         broker_types = BROKER_TIMESTAMP_TYPES
         topic, partition = part.topic, part.partition
@@ -290,6 +315,8 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                 count_dead_letter(dead.reason)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, beam.window.TimestampedValue(
                     dead, Timestamp(micros=max(broker_ms, 0) * 1000)))
+                if read is not None:  # done once its dead letter (stamped broker_ms) is written
+                    read.append((provenance.position, max(broker_ms, 0) + 1, newest))
                 continue
             # The record's cutoff is its partition's log watermark before it (see SourceRecord).
             cutoff = None if newest is None else newest - bound
@@ -299,12 +326,17 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                 yield at_event_time(record)
             else:
                 batch.append(record)
+            if read is not None:
+                read.append((provenance.position, close_ms(event_ms), newest))
             if newest is None or event_ms > newest:
                 newest = event_ms
         if batch:
             yield batch_at_event_time(batch)
         if newest is not None:
-            watermark.observe_event_ms(newest)
+            if clock is None or isinstance(clock, _RecordedClock):
+                watermark.observe_event_ms(newest)
+            else:  # live: the bundle ends after this batch (see SourceWatermark)
+                watermark.observe_event_ms_next_bundle(newest)
 
 
 class _ReadPartitionLiveFn(_ReadPartitionFn):

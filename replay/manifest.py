@@ -46,6 +46,9 @@ class PartitionRange:
     start_selector: str = ""  #: how ``start`` was found, for people reading the manifest
     stop_selector: str = ""
     clock_marks: tuple[tuple[int, int], ...] = ()
+    #: the log's greatest event time before ``start`` (a live run continuing a group's
+    #: commit): the reader's watermark starts there, so cutoffs are as from the beginning
+    start_newest_ms: int | None = None
 
     @property
     def size(self) -> int | None:

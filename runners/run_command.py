@@ -106,6 +106,7 @@ class Job:
     manifest: Manifest | None
     source_text: str
     group: str | None = None  #: live Kafka runs: the consumer group they commit to
+    durable: object = None  #: live Kafka runs: their commit ledger (replay/durable.py CommitSpec)
 
 
 def run_replay(args) -> int:
@@ -166,12 +167,38 @@ def prepare(args, live: bool) -> Job:
         manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, group, described)
     else:
         manifest = None
+    durable = None
+    if group is not None and manifest is not None:
+        manifest, durable = _durable_commits(args, manifest, group, config, run_dir)
+        pipeline.durable = durable
     read = _read_transform(args, source, manifest, schema, config.max_out_of_orderness_ms, live, group, channel,
-                           batched=getattr(pipeline, "takes_record_batches", False))
+                           batched=getattr(pipeline, "takes_record_batches", False), durable=durable)
     if manifest is not None:
         manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
-               str(source or args.manifest), group)
+               str(source or args.manifest), group, durable)
+
+
+def _durable_commits(args, manifest: Manifest, group: str, config, run_dir: Path):
+    """A live Kafka run's commit ledger (replay/durable.py), continuing the group's last
+    commit where the run starts at it: the log's watermark there, and what was final."""
+    from replay.durable import CommitSpec, StartPoint, read_commit_metadata
+    from replay.kafka_log import KafkaTopicLog
+
+    with KafkaTopicLog(manifest.bootstrap, manifest.topic, manifest.isolation_level, args.timeout) as log:
+        commits = log.commit_metadata(group, [r.partition for r in manifest.ranges])
+    ranges, finals = [], []
+    for r in manifest.ranges:
+        offset, metadata = commits.get(r.partition, (None, None))
+        newest, final = read_commit_metadata(metadata) if offset == r.start else (None, None)
+        ranges.append(replace(r, start_newest_ms=newest))
+        if final is not None:
+            finals.append(final)
+    manifest = replace(manifest, ranges=tuple(ranges))
+    spec = CommitSpec(str(run_dir.absolute()), manifest.bootstrap, group, manifest.topic, config.window,
+                      config.allowed_lateness_ms, min(finals, default=None),
+                      {r.partition: StartPoint(r.start, r.start_newest_ms) for r in ranges})
+    return manifest, spec
 
 
 def _still_there(manifest: Manifest, args):
@@ -229,13 +256,13 @@ def _live_group(args, name: str) -> str:
     return f"kappa-{name}"
 
 
-def _read_transform(args, source, manifest, schema, bound_ms, live, group, channel, batched=False):
+def _read_transform(args, source, manifest, schema, bound_ms, live, group, channel, batched=False, durable=None):
     from replay.archive_source import ReadArchive
     from replay.kafka_source import ReadFromKafkaReplay
     from replay.pubsub_source import ReadFromPubSubReplay
 
     if manifest is not None:
-        return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel,
+        return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel, durable=durable,
                                    max_event_time_ahead_ms=args.max_event_time_ahead, batched=batched and not live)
     if isinstance(source, PubSubSource):
         if live:
@@ -248,9 +275,13 @@ def build_pipeline(p: beam.Pipeline, job: Job) -> None:
     """Source -> pipeline -> sink, with every dead letter (source's and pipeline's) to the dead-letter sink."""
     read = p | "Read" >> job.read
     out = read["records"] | "Pipeline" >> job.pipeline
-    job.sink.write_results(out["results"], job.live)
+    results_written = job.sink.write_results(out["results"], job.live)
     dead = (read["dead_letters"], out["dead_letters"]) | "AllDeadLetters" >> beam.Flatten()
-    job.dead_sink.write_dead_letters(dead, job.live)
+    dead_written = job.dead_sink.write_dead_letters(dead, job.live)
+    if job.durable is not None:  # commits follow the watermark after both sinks
+        from replay.durable import probe_durable
+
+        probe_durable(p, [results_written, dead_written], job.durable)
 
 
 def _run(job: Job, args) -> int:
@@ -407,9 +438,22 @@ def _save_drained_manifest(job: Job, say) -> None:
             "their fate the same")
     # The pipeline has finished, so every result is durable: the next live run of the group
     # starts exactly here, whether or not the runner finalized bundles while it ran.
-    commit_offsets(drained.bootstrap, job.group, drained.topic, {r.partition: r.stop for r in ranges})
+    commit_offsets(drained.bootstrap, job.group, drained.topic, {r.partition: r.stop for r in ranges},
+                   metadata=_drained_metadata(job))
     say(f"committed the drained offsets to consumer group {job.group}")
     say(f"the live run read {drained.total:,} offsets; replay exactly them with: kappa replay --manifest {path}")
+
+
+def _drained_metadata(job: Job) -> dict[int, str]:
+    """The drained commit's metadata: the log's watermark at each partition's end, so the
+    next run's cutoffs continue from it. Nothing is marked final: a drain closed its windows
+    early, and the next run's records for them form new panes."""
+    from replay.durable import commit_metadata, ledger
+
+    if job.durable is None:
+        return {}
+    partitions = ledger(job.durable).partitions
+    return {p: commit_metadata(part.newest_ms, None) for p, part in partitions.items()}
 
 
 def _clock_marks(recorded, start: int, stop: int) -> tuple[tuple[int, int], ...]:

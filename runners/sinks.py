@@ -257,11 +257,12 @@ class Sink:
     def dead_letter_default(self) -> Sink:
         raise NotImplementedError
 
-    def write_results(self, pcoll, live: bool) -> None:
-        pcoll | "WriteResults" >> WriteResults(self, live)
+    def write_results(self, pcoll, live: bool):
+        """The writer's output: nothing, but its watermark is past what has been written."""
+        return pcoll | "WriteResults" >> WriteResults(self, live)
 
-    def write_dead_letters(self, pcoll, live: bool) -> None:
-        pcoll | "WriteDeadLetters" >> WriteDeadLetters(self, live)
+    def write_dead_letters(self, pcoll, live: bool):
+        return pcoll | "WriteDeadLetters" >> WriteDeadLetters(self, live)
 
     @property
     def counter_name(self) -> str:

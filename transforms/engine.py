@@ -121,6 +121,9 @@ class _Window:
     pending: int = 0  #: elements since the last pane
     count: int = 0  #: elements in the window
     due_ms: int | None = None  #: processing time of the next EARLY / processing-time pane
+    #: where its elements came from, when the caller says (live commits): partition ->
+    #: (lowest offset, what came with it), merged as sessions merge
+    holds: dict | None = None
 
 
 @dataclass
@@ -140,12 +143,14 @@ class KeyEngine:
 
     # -- inputs -----------------------------------------------------------------
     def add(self, element: Any, value: Any, event_ms: int, now_ms: int,
-            cutoff_ms: int | None = None, clock_cutoff_ms: int | None = None) -> tuple[list[Pane], list[TooLate]]:
+            cutoff_ms: int | None = None, clock_cutoff_ms: int | None = None,
+            hold: tuple | None = None) -> tuple[list[Pane], list[TooLate]]:
         """One element; ``value`` is what the aggregation adds, ``cutoff_ms`` its
         partition's log watermark when it was read (None: nothing read before it),
         ``clock_cutoff_ms`` the higher watermark the clock had given it (recorded, so a
-        replay repeats it; None: the clock did not matter). Returns panes fired now and
-        the windows it came too late for."""
+        replay repeats it; None: the clock did not matter), ``hold`` (partition, offset,
+        extra) where it was read, for :meth:`holds`. Returns panes fired now and the
+        windows it came too late for."""
         too_late: list[TooLate] = []
         if isinstance(self.window_spec, SessionWindows):
             proto = (event_ms, event_ms + self.window_spec.gap_ms)
@@ -178,6 +183,8 @@ class KeyEngine:
                 state.delta = add(state.delta, value)
             state.pending += 1
             state.count += 1
+            if hold is not None:
+                state.holds = _merge_holds(state.holds, {hold[0]: hold[1:]})
             panes.extend(self._after_element(window, state, now_ms))
         return panes, too_late
 
@@ -219,6 +226,11 @@ class KeyEngine:
         return panes
 
     # -- what the Beam layer schedules ---------------------------------------------
+    def holds(self) -> dict:
+        """Each open window's close (end + allowed lateness) and the holds of its elements."""
+        lateness = self.allowed_lateness_ms
+        return {w: (w[1] + lateness, s.holds) for w, s in self.windows.items() if s.holds}
+
     @property
     def idle(self) -> bool:
         """Nothing open and nothing remembered: all the engine holds is its watermark, so a
@@ -332,5 +344,18 @@ class KeyEngine:
         window = _Window(self.aggregation.merge(accs), None if self.accumulating else self.aggregation.merge(accs))
         window.pending = window.count = sum(s.count for s in states.values())
         window.due_ms = min((s.due_ms for s in states.values() if s.due_ms is not None), default=None)
+        for s in states.values():
+            window.holds = _merge_holds(window.holds, s.holds)
         self.windows[merged] = window
         return superseded, merged
+
+
+def _merge_holds(into: dict | None, more: dict | None) -> dict | None:
+    """Per partition, the hold with the lower offset."""
+    if not more:
+        return into
+    merged = dict(into or {})
+    for partition, hold in more.items():
+        if partition not in merged or hold[0] < merged[partition][0]:
+            merged[partition] = hold
+    return merged

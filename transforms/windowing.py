@@ -53,9 +53,11 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
+from replay.durable import CommitSpec, already_final, ledger
 from schemas.records import DeadLetter
 from transforms.config import WindowingConfig
 from transforms.engine import Aggregation, KeyEngine, TooLate
+from transforms.windows import SessionWindows
 
 __all__ = ["TOO_LATE", "LostState", "WindowPerKey", "too_late_dead_letter"]
 
@@ -83,6 +85,9 @@ class _Setup:
     config: WindowingConfig
     aggregation: Aggregation
     value_of: object  #: record -> the value the aggregation adds
+    #: a live Kafka run committing when durable (replay/durable.py): what was final before
+    #: it began is not emitted again, and open sessions hold their offsets
+    durable: CommitSpec | None = None
 
 
 def too_late_dead_letter(record, window: tuple[int, int], watermark_ms: int, by_clock: bool,
@@ -112,6 +117,18 @@ class _WindowPerKeyFn(beam.DoFn):
 
     def setup(self):
         self._check = os.getpid() == self.launcher_pid
+        durable = self.spec.durable
+        self._holds_sessions = durable is not None and isinstance(self.spec.config.window, SessionWindows)
+        self._final_through = None if durable is None else durable.final_through_ms
+
+    def _hold(self, record):
+        """Where a session's element was read, for the run's commits: (partition, offset, the
+        log's greatest event time before it)."""
+        where = record.provenance
+        if not self._holds_sessions or where.source != "kafka":
+            return None
+        newest = None if record.cutoff_ms is None else record.cutoff_ms + self.spec.config.max_out_of_orderness_ms
+        return where.partition, where.position, newest
 
     def start_bundle(self):
         self._bases: dict[object, str | None] = {}  #: key -> the token this bundle read first
@@ -160,6 +177,8 @@ class _WindowPerKeyFn(beam.DoFn):
         state.write((token, engine.watermark_ms if engine.idle and engine.watermark_ms is not None else engine))
         if self._check:
             self._written[key] = token
+        if self._holds_sessions:
+            ledger(self.spec.durable).hold_sessions(key, engine.holds())
         deadline = engine.next_watermark_deadline()
         if deadline is not None:
             event_timer.set(Timestamp(micros=(deadline - 1) * 1000))
@@ -170,7 +189,7 @@ class _WindowPerKeyFn(beam.DoFn):
         now = _now_ms()
         due = engine.advance_processing_time(now)
         panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now, record.cutoff_ms,
-                                      record.clock_cutoff_ms)
+                                      record.clock_cutoff_ms, self._hold(record))
         self._save(key, engine, state, event_timer)
         self._mark_runner_decisions(too_late)
         yield from self._outputs(due + panes, too_late)
@@ -196,6 +215,8 @@ class _WindowPerKeyFn(beam.DoFn):
                                                 [(where.position, late.watermark_ms)])
 
     def _outputs(self, panes, too_late: list[TooLate]):
+        if self._final_through is not None:
+            panes, too_late = self._not_final_before(panes, too_late)
         for pane in panes:
             # A pane belongs at its window's last instant (as Beam's GroupByKey output).
             yield beam.window.TimestampedValue(pane, Timestamp(micros=pane.window[1] * 1000 - 1))
@@ -204,13 +225,28 @@ class _WindowPerKeyFn(beam.DoFn):
                 late.element, late.window, late.watermark_ms, late.by_clock, self.spec.config.allowed_lateness_ms))
 
 
+    def _not_final_before(self, panes, too_late):
+        """A restarted run re-reads records of windows written before it began (they lie
+        past the commit point, beside records of open windows): nothing of those windows is
+        emitted again, so no partial value goes out under a final id."""
+        durable, final = self.spec.durable, self._final_through
+        lateness = self.spec.config.allowed_lateness_ms
+        kept = [p for p in panes if not already_final(p.window[1] + lateness, final)]
+        late = [t for t in too_late if not already_final(durable.close_ms(t.event_ms), final)]
+        skipped = len(panes) - len(kept) + len(too_late) - len(late)
+        if skipped:
+            beam.metrics.Metrics.counter("kappa", "already_final_skipped").inc(skipped)
+        return kept, late
+
+
 class WindowPerKey(beam.PTransform):
     """``(key, SourceRecord)`` -> ``{"panes": Pane, "too_late": DeadLetter}`` under a
     windowing configuration and a pure aggregation of ``value_of(record)``."""
 
-    def __init__(self, config: WindowingConfig, aggregation: Aggregation, value_of, label: str = "", channel=None):
+    def __init__(self, config: WindowingConfig, aggregation: Aggregation, value_of, label: str = "", channel=None,
+                 durable: CommitSpec | None = None):
         super().__init__(label or None)
-        self.spec = _Setup(config, aggregation, value_of)
+        self.spec = _Setup(config, aggregation, value_of, durable)
         self.channel = channel
 
     def expand(self, keyed):

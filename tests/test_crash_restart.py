@@ -1,0 +1,141 @@
+"""A live run killed with SIGKILL and restarted on its group loses no window and gets
+none wrong (issue 11: a commit means durable).
+
+While payments are produced at the clock, ``kappa live`` (its whole process tree: the
+launcher, prism or the Flink job server) is killed with SIGKILL three times, at
+different moments, and restarted each time with the same command on the same group.
+At the end the last run is drained, the whole topic is replayed on DirectRunner, and
+``kappa verify`` must find every final window of the live result files equal to the
+replay's, none missing, none extra. A restart rebuilds the windows open at the kill from
+the log (the commit is the lowest offset not yet durably done) and emits nothing for the
+windows written before it (no partial value under a final id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_helpers import create_topic
+from tests.test_runners import _env, kappa
+
+pytestmark = [pytest.mark.kafka, pytest.mark.runners, pytest.mark.faults]
+
+COUNT, RATE = 1800, 40  #: 45 s of payments on 2 partitions
+
+
+class _KillableRun:
+    """``kappa live`` in its own process group, so SIGKILL takes its runner's processes too."""
+
+    def __init__(self, args, log: Path):
+        self.log = log.open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "runners.cli", "live", *map(str, args)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            self.log.write(line)
+            self.log.flush()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, condition, what: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"kappa live exited {self.proc.returncode} waiting for {what}:\n{self.output[-3000:]}")
+            time.sleep(0.25)
+        self.kill()
+        raise AssertionError(f"no {what} after {timeout_s:.0f}s:\n{self.output[-3000:]}")
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+
+    def drain(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        assert self.proc.wait(timeout=180) == 0, self.output[-3000:]
+
+
+def _read_to(run_dir: Path) -> dict[int, int]:
+    """Partition -> the position its reader reports in this run."""
+    found = {}
+    for path in (run_dir / "progress").glob("*.json"):
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue
+        found[data["partition"]] = data["position"]
+    return found
+
+
+def _ends(bootstrap: str, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kappa-test-ends"})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in (0, 1)}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("runner", ["prism", "flink"])
+def test_a_live_run_killed_three_times_and_restarted_agrees_with_a_replay_of_the_whole_topic(
+        runner, kafka_bootstrap, kafka_admin, topic_name, tmp_path):
+    create_topic(kafka_admin, topic_name, 2)
+    registry = tmp_path / "registry.json"
+    group = f"{topic_name}-live"
+    flags = ["--pipeline", "merchant_totals", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
+             "--registry", registry, "--runner", runner, "--window", "fixed:4s", "--early-firing", "1s",
+             "--max-out-of-orderness", "2s", "--group", group, "--sink", f"file:{tmp_path / 'live' / 'totals.jsonl'}"]
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "runners.cli", "produce", "payments", "--topic", topic_name, "--bootstrap",
+         kafka_bootstrap, "--registry", registry, "--seed", "5", "--count", str(COUNT), "--rate", str(RATE),
+         "--start", "now", "--disorder", "0.2", "--max-disorder", "1s"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        # Killed 3 s, 9 s and 5 s after each run starts reading: mid-window, with panes being written.
+        for n, runs_for in enumerate((3, 9, 5)):
+            run = _KillableRun([*flags, *(["--from", "earliest"] if n == 0 else []),
+                                "--run-dir", tmp_path / f"run{n}"], tmp_path / f"run{n}.log")
+            run.wait_for(lambda: "running;" in run.output, "start", 180)
+            run.wait_for(lambda: sum(_read_to(tmp_path / f"run{n}").values()) > 0, "records read", 60)
+            time.sleep(runs_for)
+            run.kill()
+        assert producer.wait(timeout=180) == 0, producer.stderr.read()
+        ends = _ends(kafka_bootstrap, topic_name)
+        last = _KillableRun([*flags, "--run-dir", tmp_path / "last"], tmp_path / "last.log")
+        last.wait_for(lambda: "running;" in last.output, "start", 180)
+        last.wait_for(lambda: _read_to(tmp_path / "last") == ends, "the last run reading to the end", 120)
+        time.sleep(2)
+        last.drain()
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+
+    kappa("replay", "--pipeline", "merchant_totals", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
+          "--from", "earliest", "--to", "now", "--registry", registry, "--runner", "direct", "--window", "fixed:4s",
+          "--max-out-of-orderness", "2s", "--sink", f"file:{tmp_path / 'replay' / 'totals.jsonl'}", "--quiet")
+    verdict = kappa("verify", f"file:{tmp_path / 'live' / 'totals.jsonl'}",
+                    f"file:{tmp_path / 'replay' / 'totals.jsonl'}", check=False)
+    assert verdict.returncode == 0, verdict.stdout[-4000:] + verdict.stderr[-2000:]
+    assert " 0 missing in B, 0 extra in B, 0 not final, 0 excluded" in verdict.stdout, verdict.stdout[-2000:]
