@@ -128,6 +128,7 @@ class _Ledger:
         self.last_commit = 0.0
         self.committed: dict[int, StartPoint] = {}
         self._consumer = None
+        self._committing = threading.Lock()
 
     # -- what the stages report ----------------------------------------------------------
     def read(self, partition: int, records, position: int, newest_ms: int | None, watermark_ms: int | None) -> None:
@@ -174,21 +175,23 @@ class _Ledger:
                         points[partition] = StartPoint(offset, newest)
         return points, durable
 
-    def maybe_commit(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_commit < self.spec.every_s:
-            return
-        self.last_commit = now
-        points, durable = self.commit_points()
-        if points == self.committed:
+    def maybe_commit(self) -> None:
+        """Commit every partition's point, at most once per ``every_s``, from one thread at a time."""
+        if time.monotonic() - self.last_commit < self.spec.every_s or not self._committing.acquire(blocking=False):
             return
         try:
+            self.last_commit = time.monotonic()
+            points, durable = self.commit_points()
+            if points == self.committed:
+                return
             self._commit(points, durable)
             self.committed = points
             _LOG.info("kappa committed %s to group %s (durable through %s)",
                       {p: s.offset for p, s in sorted(points.items())}, self.spec.group, durable)
         except Exception as err:  # a transient broker problem: the next commit tries again
             _LOG.warning("committing to group %s failed (will retry): %s", self.spec.group, err)
+        finally:
+            self._committing.release()
 
     def _commit(self, points: dict[int, StartPoint], durable: int | None) -> None:
         from confluent_kafka import Consumer, TopicPartition
@@ -229,11 +232,6 @@ def ledger(spec: CommitSpec) -> _Ledger:
         if found is None:
             found = _LEDGERS[spec.run] = _Ledger(spec)
         return found
-
-
-def forget(run: str) -> None:
-    with _LEDGERS_LOCK:
-        _LEDGERS.pop(run, None)
 
 
 # -- the probe -------------------------------------------------------------------------------------

@@ -84,18 +84,13 @@ class KafkaTopicLog:
         return None if found.offset < 0 else found.offset
 
     def committed(self, group: str, partitions: list[int]) -> dict[int, int | None]:
-        # A separate consumer with the group's id reads its commits; it never subscribes,
-        # so the group's members and positions are untouched.
-        reader = Consumer(consumer_config(self.bootstrap, group))
-        try:
-            found = self._call(lambda: reader.committed(
-                [TopicPartition(self.topic, p) for p in partitions], timeout=self.timeout_s))
-        finally:
-            reader.close()
-        return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
+        found = self.commit_metadata(group, partitions)
+        return {p: found[p][0] if p in found else None for p in partitions}
 
     def commit_metadata(self, group: str, partitions: list[int]) -> dict[int, tuple[int, str | None]]:
         """Per partition with a commit: (its offset, the metadata it was committed with)."""
+        # A separate consumer with the group's id reads its commits; it never subscribes,
+        # so the group's members and positions are untouched.
         reader = Consumer(consumer_config(self.bootstrap, group))
         try:
             found = self._call(lambda: reader.committed(

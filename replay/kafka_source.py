@@ -19,8 +19,12 @@ Watermark: per partition, max event time seen minus the max out-of-orderness
 (:class:`transforms.watermark.OutOfOrdernessWatermark`). A bounded restriction that
 is done no longer holds the watermark. In live mode a partition counts as idle,
 and lets its watermark follow the clock, only once it has caught up with its high
-watermark. Live reads commit ``last offset + 1`` to the run's consumer group when
-the runner finalizes the bundle (its results are durable); replays never commit.
+watermark. A live read of a pipeline run commits, to the run's consumer group, the
+lowest offset not yet durably done (:mod:`replay.durable`); a raw live read (``kappa
+read``) commits ``last offset + 1`` when the runner finalizes the bundle; replays never
+commit. A live bundle ends after each batch it emits, and the batch moves the watermark
+from the next bundle on (:meth:`SourceWatermark.observe_event_ms_next_bundle`), so the
+watermark a bundle reports is never past the records it emitted.
 
 Too late is decided by the log (each record's ``cutoff_ms``), and where the clock
 moved a caught-up partition's watermark W past it, by the clock, the same in a live

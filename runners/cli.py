@@ -8,13 +8,18 @@ for run failures (an unreachable broker, a failed job), 0 for success.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
+import threading
 
 from runners import demo, run_command, verify
 from runners.errors import KappaError, UsageError
 from runners.local import command as local_command
 from runners.produce import command as produce_command
 from runners import replay_command, run_flags
+from runners.children import end_children
 from replay.errors import ReplayError
 
 __all__ = ["build_parser", "main"]
@@ -53,6 +58,22 @@ def _glue_ago_values(argv: list[str]) -> list[str]:
     return out
 
 
+_USER_STDERR = None  #: where kappa's last line goes once an interrupt has hushed everything else
+
+
+def _interrupt(signum, frame):
+    """SIGINT or SIGTERM: stop as Ctrl-C does. From here the runner's threads, cut off, have
+    nothing to tell the user (their tracebacks would bury kappa's one line; Beam's logs are
+    in the run directory): standard error goes to /dev/null, kappa's own line does not."""
+    global _USER_STDERR
+    if _USER_STDERR is None:
+        sys.stderr.flush()
+        _USER_STDERR = os.fdopen(os.dup(2), "w")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        threading.excepthook = lambda args: None
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = _glue_ago_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
@@ -67,9 +88,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kappa: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("kappa: interrupted", file=sys.stderr)
+        print("kappa: interrupted", file=_USER_STDERR or sys.stderr, flush=True)
         return 130
 
 
+def entry() -> None:
+    """The ``kappa`` command: SIGTERM stops it as Ctrl-C does (a live run drains on
+    either), and the runner processes it started (prism, a Flink job server) end with it."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        code = main()
+    except BaseException:  # a bug: its traceback is shown, the runner's processes still end
+        end_children()
+        raise
+    # kappa has said its last line. Runner threads cut off by an interrupt have nothing to
+    # tell the user (their tracebacks would bury that line); Beam's logs are in the run directory.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    threading.excepthook = lambda args: None
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    end_children()
+    logging.shutdown()
+    os._exit(code)  # not sys.exit: a runner's lingering non-daemon threads must not keep kappa alive
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -47,6 +47,7 @@ from runners.run_flags import add_run_flags
 from runners.sinks import ConsoleSink, FileSink, parse_dead_letter_sink, parse_sink
 from transforms.config import SETTINGS, ConfigError, windowing_config
 from transforms.durations import format_duration_ms
+from transforms.windows import SessionWindows
 
 __all__ = ["Job", "add_parsers", "build_pipeline", "prepare"]
 
@@ -143,6 +144,8 @@ def prepare(args, live: bool) -> Job:
     if live and isinstance(source, ArchiveSource):
         raise UsageError(f"--source {args.source}: an archive file is history; use `kappa replay` for it")
     sink = parse_sink(args.sink, "--sink")
+    if live and isinstance(sink, FileSink) and isinstance(config.window, SessionWindows):
+        sink = replace(sink, sessions=True)  # a restart's orphan session panes are removed (runners/sinks.py)
     dead_sink = parse_dead_letter_sink(args.dead_letter) if args.dead_letter else sink.dead_letter_default()
     if args.runner == "dataflow" and not args.dry_run and isinstance(sink, (FileSink, ConsoleSink)):
         raise UsageError(f"--sink {args.sink}: Dataflow workers would write it on their own disks; "
@@ -299,6 +302,10 @@ def _run(job: Job, args) -> int:
     try:
         with (view if not args.quiet else _Nothing()):
             result = p.run()
+            # Beam's job-server wrapper took SIGINT to stop its server before anything else;
+            # kappa's own handler (SIGTERM's) takes it back: the server ends with kappa.
+            if callable(signal.getsignal(signal.SIGTERM)) and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.getsignal(signal.SIGTERM))
             if job.runner_settings.dataflow.dry_run:
                 return _dry_run_done(result, job, say)
             if job.live:
@@ -316,8 +323,9 @@ def _run(job: Job, args) -> int:
     if job.live and job.manifest is not None:
         if "DONE" in state:  # drained to the end: every result written
             _save_drained_manifest(job, say)
-        else:  # cancelled: what the windows held may not have been written, so nothing is committed
-            say(f"the job ended {state}: no replay manifest saved and no offsets committed")
+        else:  # cancelled: what the windows held was not written; the group keeps its last durable commit
+            say(f"the job ended {state}: no replay manifest saved; the group keeps its last commit (records "
+                "durably done), so the next run rebuilds the open windows")
     if "DONE" not in state and not (job.live and "CANCELLED" in state):
         raise KappaError(f"the job ended {state} (details: {log_path})")
     return 0

@@ -157,6 +157,19 @@ def window_files(path: Path) -> list[Path]:
     return sorted(p for p in path.parent.glob(window_file_glob(path)) if pattern.fullmatch(p.name))
 
 
+def _window_of_file(path: Path) -> tuple[datetime, datetime] | None:
+    """The window a window file holds, from its name."""
+    found = re.search(f"-({_COMPACT})-({_COMPACT})\\.[a-z]+$", path.name)
+    if found is None:
+        return None
+
+    def instant(text: str) -> datetime:
+        form = "%Y%m%dT%H%M%S.%fZ" if "." in text else "%Y%m%dT%H%M%SZ"
+        return datetime.strptime(text, form).replace(tzinfo=timezone.utc)
+
+    return instant(found.group(1)), instant(found.group(2))
+
+
 def _result_codec(fmt: str):
     from schemas import make_codec
 
@@ -342,6 +355,9 @@ class FileSink(Sink):
     path: Path
     flag: str = "--sink"
     dead_letters: bool = False
+    #: session windows, live: a final session removes the key's orphan panes of sessions
+    #: inside it (see _MergeIntoWindowFileFn)
+    sessions: bool = False
 
     def __str__(self):
         return f"file:{self.path}"
@@ -376,7 +392,7 @@ class FileSink(Sink):
         by_file = pcoll | "ByWindowFile" >> beam.Map(
             lambda r: (str(window_file(target, r["window_start"], r["window_end"])), r))
         if live:
-            return by_file | "Merge" >> beam.ParDo(_MergeIntoWindowFileFn())
+            return by_file | "Merge" >> beam.ParDo(_MergeIntoWindowFileFn(target if self.sessions else None))
         return by_file | "GroupByFile" >> beam.GroupByKey() | "Write" >> beam.ParDo(_WriteWindowFileFn())
 
 
@@ -565,15 +581,33 @@ class _MergeIntoWindowFileFn(beam.DoFn):
     (in the temp directory, named by the sink directory): the local runners' workers
     share the machine."""
 
-    def __init__(self):
+    def __init__(self, sessions_of: Path | None = None):
         self.counter = beam.metrics.Metrics.counter("kappa", "results_written")
+        self.sessions_of = sessions_of  #: the sink's path, for session windows
 
     def process(self, element):
         target, result = Path(element[0]), element[1]
         with _directory_lock(target.parent):
             so_far = read_window_file(target) if target.exists() else []
             _replace_file(target, _render_window_file(target, so_far + [result]))
+            if self.sessions_of is not None and result["is_last"] and not result.get("merged_into"):
+                self._drop_orphans_inside(result)
         self.counter.inc()
+
+    def _drop_orphans_inside(self, final: dict) -> None:
+        """A restarted run rebuilds a session from the log; if it grew past the kill, the
+        panes the killed run fired for its smaller extent were never superseded (the new
+        run did not know them). Those of the key's sessions strictly inside this final one
+        that have no final pane of their own are removed, as a superseded pane would have."""
+        start, end = final["window_start"], final["window_end"]
+        for path in window_files(self.sessions_of):
+            window = _window_of_file(path)
+            if window is None or not (start <= window[0] and window[1] <= end) or window == (start, end):
+                continue
+            results = read_window_file(path)
+            mine = [r for r in results if (r["pipeline"], r["key"]) == (final["pipeline"], final["key"])]
+            if mine and not any(r["is_last"] for r in mine):
+                _replace_file(path, _render_window_file(path, [r for r in results if r not in mine]))
 
 
 class _directory_lock:

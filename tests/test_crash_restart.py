@@ -25,15 +25,16 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_helpers import create_topic
-from tests.test_runners import _env, kappa
+from tests.test_runners import _env, _LiveRun, kappa
 
 pytestmark = [pytest.mark.kafka, pytest.mark.runners, pytest.mark.faults]
 
 COUNT, RATE = 1800, 40  #: 45 s of payments on 2 partitions
 
 
-class _KillableRun:
-    """``kappa live`` in its own process group, so SIGKILL takes its runner's processes too."""
+class _KillableRun(_LiveRun):
+    """``kappa live`` in its own process group, so SIGKILL takes its runner's processes too;
+    its stderr also goes to ``log``."""
 
     def __init__(self, args, log: Path):
         self.log = log.open("w")
@@ -49,31 +50,12 @@ class _KillableRun:
             self.log.write(line)
             self.log.flush()
 
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, condition, what: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"kappa live exited {self.proc.returncode} waiting for {what}:\n{self.output[-3000:]}")
-            time.sleep(0.25)
-        self.kill()
-        raise AssertionError(f"no {what} after {timeout_s:.0f}s:\n{self.output[-3000:]}")
-
     def kill(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.proc.wait(timeout=30)
-
-    def drain(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        assert self.proc.wait(timeout=180) == 0, self.output[-3000:]
 
 
 def _read_to(run_dir: Path) -> dict[int, int]:
@@ -98,17 +80,22 @@ def _ends(bootstrap: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-@pytest.mark.parametrize("runner", ["prism", "flink"])
+@pytest.mark.parametrize("runner, pipeline, domain, window", [
+    ("prism", "merchant_totals", "payments", "fixed:4s"),
+    ("flink", "merchant_totals", "payments", "fixed:4s"),
+    ("prism", "user_sessions", "commerce", "session:1s"),  # a session's offsets are held where it is open
+])
 def test_a_live_run_killed_three_times_and_restarted_agrees_with_a_replay_of_the_whole_topic(
-        runner, kafka_bootstrap, kafka_admin, topic_name, tmp_path):
+        runner, pipeline, domain, window, kafka_bootstrap, kafka_admin, topic_name, tmp_path):
     create_topic(kafka_admin, topic_name, 2)
     registry = tmp_path / "registry.json"
     group = f"{topic_name}-live"
-    flags = ["--pipeline", "merchant_totals", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
-             "--registry", registry, "--runner", runner, "--window", "fixed:4s", "--early-firing", "1s",
-             "--max-out-of-orderness", "2s", "--group", group, "--sink", f"file:{tmp_path / 'live' / 'totals.jsonl'}"]
+    windowing = ["--window", window, "--max-out-of-orderness", "2s"]
+    flags = ["--pipeline", pipeline, "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
+             "--registry", registry, "--runner", runner, *windowing, "--early-firing", "1s",
+             "--group", group, "--sink", f"file:{tmp_path / 'live' / 'results.jsonl'}"]
     producer = subprocess.Popen(
-        [sys.executable, "-m", "runners.cli", "produce", "payments", "--topic", topic_name, "--bootstrap",
+        [sys.executable, "-m", "runners.cli", "produce", domain, "--topic", topic_name, "--bootstrap",
          kafka_bootstrap, "--registry", registry, "--seed", "5", "--count", str(COUNT), "--rate", str(RATE),
          "--start", "now", "--disorder", "0.2", "--max-disorder", "1s"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
@@ -132,10 +119,10 @@ def test_a_live_run_killed_three_times_and_restarted_agrees_with_a_replay_of_the
         if producer.poll() is None:
             producer.kill()
 
-    kappa("replay", "--pipeline", "merchant_totals", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
-          "--from", "earliest", "--to", "now", "--registry", registry, "--runner", "direct", "--window", "fixed:4s",
-          "--max-out-of-orderness", "2s", "--sink", f"file:{tmp_path / 'replay' / 'totals.jsonl'}", "--quiet")
-    verdict = kappa("verify", f"file:{tmp_path / 'live' / 'totals.jsonl'}",
-                    f"file:{tmp_path / 'replay' / 'totals.jsonl'}", check=False)
+    kappa("replay", "--pipeline", pipeline, "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
+          "--from", "earliest", "--to", "now", "--registry", registry, "--runner", "direct", *windowing,
+          "--sink", f"file:{tmp_path / 'replay' / 'results.jsonl'}", "--quiet")
+    verdict = kappa("verify", f"file:{tmp_path / 'live' / 'results.jsonl'}",
+                    f"file:{tmp_path / 'replay' / 'results.jsonl'}", check=False)
     assert verdict.returncode == 0, verdict.stdout[-4000:] + verdict.stderr[-2000:]
     assert " 0 missing in B, 0 extra in B, 0 not final, 0 excluded" in verdict.stdout, verdict.stdout[-2000:]
