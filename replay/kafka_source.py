@@ -285,6 +285,8 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         if not live:
             yield from self._emit(messages, part, watermark, recorded, self.settings.batched)
             return
+        if not messages:  # a split left none of the batch in this range
+            return
         clock = _LiveClock(watermark.watermark_ms())
         durable = self.settings.durable
         read = [] if durable is not None else None
