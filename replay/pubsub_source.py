@@ -42,7 +42,8 @@ from replay.points import AtInstant, Earliest, FromPoint, Snapshot
 from schemas.records import Provenance, SourceRecord
 from transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec
 
-__all__ = ["PubSubReadSettings", "ReadFromPubSubReplay", "prepare_replay", "pubsub_clients"]
+__all__ = ["PubSubReadSettings", "ReadFromPubSubReplay", "delete_replay_subscription", "prepare_replay",
+           "pubsub_clients"]
 
 _SEEN_LIMIT = 200_000  # ids remembered for deduplication
 
@@ -61,6 +62,7 @@ class PubSubReadSettings:
     finish_after_idle_pulls: int = 3
     checkpoint_every_s: float = 1.0
     channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
+    owned: bool = False  #: a replay subscription made for this read (prepare_replay): deleted after it
     max_event_time_ahead_ms: int = DEFAULT_MAX_AHEAD_MS  #: further ahead of the publish time: future_event_time
 
     @property
@@ -115,6 +117,23 @@ def prepare_replay(subscription: str, start: FromPoint, emulator_host: str | Non
         subscriber.delete_subscription(request={"subscription": replay_path})
         raise ReplayError(f"cannot seek the replay subscription to --from {start}: {err.message}") from None
     return replay_path
+
+
+def delete_replay_subscription(settings: PubSubReadSettings) -> None:
+    """Delete the replay subscription a read made for itself, once the read is over (a
+    subscription left behind keeps retaining messages, and they count against the topic)."""
+    from google.api_core import exceptions
+
+    if not settings.owned:
+        return
+    _, subscriber = pubsub_clients(settings.emulator_host)
+    try:
+        subscriber.delete_subscription(request={"subscription": settings.subscription}, timeout=15)
+    except exceptions.NotFound:
+        pass
+    except exceptions.GoogleAPICallError as err:
+        print(f"kappa: could not delete the replay subscription {settings.subscription}: {err.message}",
+              file=sys.stderr)
 
 
 def _proto_time(ms: int):

@@ -19,7 +19,7 @@ from runners.home import default_registry_path
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec, Manifest
 from replay.resolve import ON_MISSING
-from replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, prepare_replay
+from replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, delete_replay_subscription, prepare_replay
 from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
 from schemas.catalog import SCHEMA_NAMES
 from schemas.codec import FORMATS
@@ -183,8 +183,12 @@ def run_read(args) -> int:
      | "WriteRecords" >> beam.ParDo(AppendLinesFn(targets["records"], "read_records_written")))
     (out["dead_letters"] | "DeadToLines" >> beam.Map(lambda dead: json.dumps(dead.to_json()))
      | "WriteDeadLetters" >> beam.ParDo(AppendLinesFn(targets["dead"], "read_dead_written")))
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:
+        if isinstance(label, PubSubReadSettings):
+            delete_replay_subscription(label)
     took = time.monotonic() - started
     counts = metric_counts(result)
     summary = {kind: counts.get(f"read_{kind}_written", 0) for kind in ("records", "dead")}
@@ -220,13 +224,14 @@ def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSetti
         stop_ms = stop.ms
     else:
         raise ReplayError(f"--to {stop}: a Pub/Sub read stops at now, never or an instant")
-    subscription = source.path
+    subscription, owned = source.path, False
     if not isinstance(start, Latest) or stop_ms is not None:
-        subscription = prepare_replay(source.path, start, host)
-        print(f"replay subscription {subscription} seeked to --from {start}", file=sys.stderr)
+        subscription, owned = prepare_replay(source.path, start, host), True
+        print(f"replay subscription {subscription} seeked to --from {start} (deleted when the read ends)",
+              file=sys.stderr)
     ahead = getattr(args, "max_event_time_ahead", DEFAULT_MAX_AHEAD_MS)
     return PubSubReadSettings(subscription, decoding, args.event_time, args.id_attribute, bound_ms, host, stop_ms,
-                              max_event_time_ahead_ms=ahead)
+                              max_event_time_ahead_ms=ahead, owned=owned)
 
 
 class _RecordLineFn(beam.DoFn):

@@ -288,6 +288,16 @@ def build_pipeline(p: beam.Pipeline, job: Job) -> None:
 
 
 def _run(job: Job, args) -> int:
+    from replay.pubsub_source import ReadFromPubSubReplay, delete_replay_subscription
+
+    try:
+        return _run_job(job, args)
+    finally:
+        if isinstance(job.read, ReadFromPubSubReplay):
+            delete_replay_subscription(job.read.settings)
+
+
+def _run_job(job: Job, args) -> int:
     log_path = _beam_log_to(job.run_dir / "beam.log")
     say = lambda text: print(f"kappa: {text}", file=sys.stderr, flush=True)  # noqa: E731
     what = f"{job.manifest.total:,} offsets of {job.manifest.topic}" if job.manifest and not job.live else job.source_text

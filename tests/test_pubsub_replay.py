@@ -132,3 +132,20 @@ def test_live_read_picks_up_messages_published_after_it_started(pubsub_host, cha
     finally:
         reader.terminate()
         reader.wait(30)
+
+
+def test_a_replay_deletes_the_replay_subscription_it_made(pubsub_host, channel, tmp_path):
+    """A seeked replay subscription retains messages for as long as it exists: the read that
+    made it deletes it when it ends, and the live subscription stays."""
+    publisher, subscriber, topic, live = channel
+    _publish(publisher, topic, 0, 5)
+    out = tmp_path / "replay.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "runners.cli", "read", "--source", f"pubsub://{DEFAULT_PROJECT}/{live.rsplit('/', 1)[1]}",
+         "--format", "json", "--from", "earliest", "--to", "now", "--event-time", "attribute:event_time",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=180, env={**__import__("os").environ, "PUBSUB_EMULATOR_HOST": pubsub_host})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(out.read_text().splitlines()) == 5
+    attached = list(publisher.list_topic_subscriptions(request={"topic": topic}))
+    assert attached == [live]
