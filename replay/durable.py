@@ -27,6 +27,12 @@ How "done" is known, without a shuffle of offsets:
   the log's greatest event time before the commit, so the restarted reader's cutoffs
   (and so every too-late decision) are those of a replay of the whole log.
 
+Pub/Sub has no offsets: a live Pub/Sub run holds each message unacked (extending its ack
+deadline) until it is done, under the same rule, and while it may belong to a session
+not yet written (its event time is at or after the earliest start of any such session).
+F goes to a file beside kappa's state (``final_file``) before the acks that depend on it,
+and a restart reads it back as a Kafka restart reads its commit's metadata.
+
 The ledger is kept in the launcher's process: the local runners (prism, the embedded
 Flink) run their workers there. A remote runner's workers cannot reach it; such a run
 commits when it drains.
@@ -48,7 +54,9 @@ from apache_beam.utils.timestamp import Timestamp
 
 from transforms.windows import SessionWindows, WindowSpec
 
-__all__ = ["CommitSpec", "StartPoint", "already_final", "ledger", "probe_durable", "read_commit_metadata"]
+__all__ = ["CommitSpec", "StartPoint", "already_final", "ledger", "probe_durable", "read_commit_metadata",
+           "read_final_file", "start_pubsub_run", "HELD_DEADLINE_S"]
+HELD_DEADLINE_S = 20
 
 _LOG = logging.getLogger(__name__)
 METADATA_VERSION = 1
@@ -76,6 +84,11 @@ class CommitSpec:
     final_through_ms: int | None = None  #: F of the group's last commit: windows closing by then are written
     starts: dict = field(default_factory=dict)  #: partition -> StartPoint where this run began
     every_s: float = 1.0
+    #: a live Pub/Sub run: its subscription (acked instead of commits), the emulator, and
+    #: the file that keeps F across restarts
+    subscription: str | None = None
+    emulator_host: str | None = None
+    final_file: str | None = None
 
     def close_ms(self, event_ms: int) -> int:
         """The watermark at which every window an element at ``event_ms`` joins has closed
@@ -124,7 +137,10 @@ class _Ledger:
         self.durable_ms: int | None = None
         #: key -> {window: (close, {partition: (offset, newest before)})}: open sessions' holds
         self.open_holds: dict = {}
-        self.closing: list[tuple[int, dict]] = []  #: sessions closed, their last pane not yet known written
+        #: sessions closed, their last pane not yet known written: (close, holds, start)
+        self.closing: list[tuple[int, dict, int]] = []
+        self.unacked: list[tuple[int, int, str]] = []  #: Pub/Sub: (close, event time, ack id) not yet done
+        self.last_extended = time.monotonic()
         self.last_commit = 0.0
         self.committed: dict[int, StartPoint] = {}
         self._consumer = None
@@ -144,11 +160,16 @@ class _Ledger:
         """A key's open sessions now: window -> (close, {partition: (offset, newest before)})."""
         with self.lock:
             before = self.open_holds.pop(key, {})
-            for window, hold in before.items():
+            for window, (close, offsets) in before.items():
                 if window not in holds:  # closed (or merged away): held until its close is written
-                    self.closing.append(hold)
+                    self.closing.append((close, offsets, window[0]))
             if holds:
                 self.open_holds[key] = holds
+
+    def pulled(self, messages) -> None:
+        """Pub/Sub messages emitted: (close, event time, ack id) each."""
+        with self.lock:
+            self.unacked.extend(messages)
 
     def reader_watermark_ms(self) -> int | None:
         with self.lock:
@@ -169,7 +190,7 @@ class _Ledger:
             if durable is not None:
                 self.closing = [h for h in self.closing if h[0] > durable]
             holds = [h for key_holds in self.open_holds.values() for h in key_holds.values()] + self.closing
-            for close, offsets in holds:
+            for close, offsets, *_ in holds:
                 for partition, (offset, newest) in offsets.items():
                     if partition in points and offset < points[partition].offset:
                         points[partition] = StartPoint(offset, newest)
@@ -181,6 +202,9 @@ class _Ledger:
             return
         try:
             self.last_commit = time.monotonic()
+            if self.spec.subscription is not None:
+                self._ack_done()
+                return
             points, durable = self.commit_points()
             if points == self.committed:
                 return
@@ -192,6 +216,56 @@ class _Ledger:
             _LOG.warning("committing to group %s failed (will retry): %s", self.spec.group, err)
         finally:
             self._committing.release()
+
+    def done_acks(self) -> tuple[list[str], list[str], int | None]:
+        """Pub/Sub: (ack ids now done, ack ids still held, F)."""
+        with self.lock:
+            durable = self.effective_durable_ms()
+            if durable is not None:
+                self.closing = [h for h in self.closing if h[0] > durable]
+            starts = [w[0] for key_holds in self.open_holds.values() for w in key_holds] + [h[2] for h in self.closing]
+            earliest = min(starts, default=None)
+            done, held = [], []
+            for message in self.unacked:
+                close, event_ms, _ = message
+                finished = durable is not None and close <= durable and (earliest is None or event_ms < earliest)
+                (done if finished else held).append(message)
+            self.unacked = held
+        return [m[2] for m in done], [m[2] for m in held], durable
+
+    def _ack_done(self) -> None:
+        from replay.pubsub_source import pubsub_clients
+
+        done, held, durable = self.done_acks()
+        if self._consumer is None:
+            self._consumer = pubsub_clients(self.spec.emulator_host)[1]
+        subscriber, subscription = self._consumer, self.spec.subscription
+        if done:
+            if self.spec.final_file is not None:  # F first: a restart must know what these acks relied on
+                _write_final(self.spec.final_file, durable)
+            for start in range(0, len(done), 1000):
+                subscriber.acknowledge(request={"subscription": subscription, "ack_ids": done[start:start + 1000]})
+            _LOG.info("kappa acked %d messages of %s (durable through %s; %d held)", len(done), subscription,
+                      durable, len(held))
+        if held and time.monotonic() - self.last_extended >= _EXTEND_EVERY_S:
+            self.last_extended = time.monotonic()
+            for start in range(0, len(held), 1000):
+                subscriber.modify_ack_deadline(request={"subscription": subscription,
+                                                        "ack_ids": held[start:start + 1000],
+                                                        "ack_deadline_seconds": _HELD_DEADLINE_S})
+
+    def drained(self) -> None:
+        """Pub/Sub: the run drained, so every message pulled is done; none is marked final
+        for the next run (a drain closes its windows early, as a Kafka drain's commit says)."""
+        from replay.pubsub_source import pubsub_clients
+
+        with self.lock:
+            done, self.unacked = [m[2] for m in self.unacked], []
+        if self.spec.final_file is not None:
+            _write_final(self.spec.final_file, None, clean=True)
+        subscriber = pubsub_clients(self.spec.emulator_host)[1]
+        for start in range(0, len(done), 1000):
+            subscriber.acknowledge(request={"subscription": self.spec.subscription, "ack_ids": done[start:start + 1000]})
 
     def _commit(self, points: dict[int, StartPoint], durable: int | None) -> None:
         from confluent_kafka import Consumer, TopicPartition
@@ -219,6 +293,46 @@ def read_commit_metadata(text: str | None) -> tuple[int | None, int | None]:
     if not isinstance(data, dict) or data.get("kappa") != METADATA_VERSION:
         return None, None
     return data.get("newest_ms"), data.get("final_through_ms")
+
+
+_EXTEND_EVERY_S = 5.0  #: held Pub/Sub messages get their ack deadline extended this often ...
+_HELD_DEADLINE_S = HELD_DEADLINE_S  #: ... to this: what a restarted run waits for (PubSubReadSettings.hold_until)
+
+
+def _write_final(path: str, final_through_ms: int | None, clean: bool = False) -> None:
+    """Keep F (and whether the run ended by a drain, with nothing left held) for the next run."""
+    import os
+
+    temp = f"{path}.{os.getpid()}.tmp"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(temp, "w") as out:
+        out.write(json.dumps({"kappa": METADATA_VERSION, "final_through_ms": final_through_ms, "clean": clean}))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+
+
+def read_final_file(path: str) -> tuple[int | None, bool]:
+    """(F of a live Pub/Sub run's last acks, whether that run may have left messages held:
+    it did not end by a drain); (None, False) when there was no earlier run."""
+    try:
+        with open(path) as data:
+            text = data.read()
+    except OSError:
+        return None, False
+    try:
+        clean = bool(json.loads(text).get("clean", False))
+    except (ValueError, AttributeError):
+        clean = True
+    return read_commit_metadata(text)[1], not clean
+
+
+def start_pubsub_run(path: str) -> tuple[int | None, bool]:
+    """A live Pub/Sub run begins: what the last one left (read_final_file), and this run is
+    marked as not (yet) ended by a drain."""
+    final, held = read_final_file(path)
+    _write_final(path, final)
+    return final, held
 
 
 _LEDGERS: dict[str, _Ledger] = {}

@@ -35,6 +35,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from replay.decoding import (DEAD_LETTER, FAILURES, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder, SourceWatermark,
                              at_event_time, count_dead_letter, expand_read, offset_tracker)
+from replay.durable import ledger
 from replay.errors import ReplayError
 from replay.manifest import DecodingSpec
 from replay.progress import RunChannel
@@ -63,6 +64,12 @@ class PubSubReadSettings:
     checkpoint_every_s: float = 1.0
     channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
     owned: bool = False  #: a replay subscription made for this read (prepare_replay): deleted after it
+    #: a live pipeline run: messages stay unacked until durably done (replay/durable.py)
+    durable: object = None
+    #: a restart after a run that did not drain (epoch seconds): until then the messages that
+    #: run held come back (redelivered once their ack deadline lapses), so the watermark
+    #: stays where it is and no record's cutoff is set by the newer messages pulled meanwhile
+    hold_until: float | None = None
     max_event_time_ahead_ms: int = DEFAULT_MAX_AHEAD_MS  #: further ahead of the publish time: future_event_time
 
     @property
@@ -213,16 +220,23 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
             if beyond:  # not ours: hand them straight back
                 self._subscriber.modify_ack_deadline(request={
                     "subscription": subscription, "ack_ids": [i.ack_id for i, _ in beyond], "ack_deadline_seconds": 0})
-            yield from self._emit(subscription, keep, watermark)
+            durable = settings.durable if settings.live else None
+            done = [] if durable is not None else None
+            yield from self._emit(subscription, keep, watermark, done)
             ack_ids = [item.ack_id for item, _ in keep]
-            if ack_ids:
+            if durable is not None:  # acked once done, by the run's ledger
+                book = ledger(durable)
+                book.pulled(done)
+                book.read("pubsub", (), 0, None, watermark.watermark_ms())
+                book.maybe_commit()
+            elif ack_ids:
                 if finalizer is not None:
                     finalizer.register(_Ack(self, subscription, ack_ids))
                 else:
                     self._ack(subscription, ack_ids)
             idle = 0 if keep else idle + 1
             if settings.live:
-                if not keep:
+                if not keep and not self._holding():
                     watermark.caught_up(int(time.time() * 1000))
                 if time.monotonic() - started >= settings.checkpoint_every_s:
                     tracker.defer_remainder(Duration(seconds=0 if keep else 0.5))
@@ -231,18 +245,21 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                 tracker.try_claim(sys.maxsize)  # fails by design: the replay is done
                 return
 
-    def _emit(self, subscription, items, watermark):
+    def _emit(self, subscription, items, watermark, done=None):
+        """Emit each message once (by id); ``done`` (live, acked when durable) gathers
+        (close, event time, ack id) of each, duplicates included: acking a redelivery acks
+        the message, so it waits for the same close."""
         RECORDS_READ.inc(len(items))
-        newest, bound = watermark.log_state()
+        holding = self._holding()
+        newest, bound = (None, 0) if holding else watermark.log_state()
         id_attribute = self.settings.id_attribute
+        close_ms = self.settings.durable.close_ms if done is not None else None
         for item, publish_ms in items:
             message = item.message
             attributes = dict(message.attributes)
             record_id = attributes.get(id_attribute) if id_attribute else message.message_id
-            if record_id is not None:
-                if record_id in self._seen:
-                    Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc()
-                    continue
+            duplicate = record_id is not None and record_id in self._seen
+            if record_id is not None and not duplicate:
                 self._seen[record_id] = None
                 if len(self._seen) > _SEEN_LIMIT:
                     self._seen.popitem(last=False)
@@ -250,17 +267,29 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
             try:
                 value, event_ms = self._decoder.parse(message.data, publish_ms, None, None, attributes)
             except FAILURES as err:
+                if done is not None:
+                    done.append((publish_ms + 1, publish_ms, item.ack_id))
+                if duplicate:
+                    continue
                 dead = self._decoder.dead_letter(err, message.data, None, provenance)
                 count_dead_letter(dead.reason)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, beam.window.TimestampedValue(
                     dead, Timestamp(micros=publish_ms * 1000)))
                 continue
+            if done is not None:
+                done.append((close_ms(event_ms), event_ms, item.ack_id))
+            if duplicate:
+                Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc()
+                continue
             # Pub/Sub has no offsets: the cutoff follows delivery order (see the README).
             yield at_event_time(SourceRecord(value, event_ms, None, provenance,
-                                             None if newest is None else newest - bound))
+                                             None if newest is None or holding else newest - bound))
             newest = event_ms if newest is None else max(newest, event_ms)
-        if newest is not None:
+        if newest is not None and not holding:
             watermark.observe_event_ms(newest)
+
+    def _holding(self) -> bool:
+        return self.settings.hold_until is not None and time.time() < self.settings.hold_until
 
     def _ack(self, subscription, ack_ids):
         for start in range(0, len(ack_ids), 1000):  # the API takes at most a few thousand per call

@@ -37,6 +37,7 @@ from replay.errors import NoCommits, ReplayError
 from replay.kafka_log import commit_offsets
 from replay.manifest import Manifest
 from replay.progress import RunChannel
+from replay.pubsub_source import ReadFromPubSubReplay
 from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
 from runners.errors import KappaError, UsageError
 from runners.home import kappa_home
@@ -176,10 +177,32 @@ def prepare(args, live: bool) -> Job:
         pipeline.durable = durable
     read = _read_transform(args, source, manifest, schema, config.max_out_of_orderness_ms, live, group, channel,
                            batched=getattr(pipeline, "takes_record_batches", False), durable=durable)
+    if live and isinstance(source, PubSubSource) and not read.settings.owned:  # the subscription itself
+        durable, hold_until = _durable_acks(source, config, run_dir)
+        read = ReadFromPubSubReplay(replace(read.settings, durable=durable, hold_until=hold_until))
+        pipeline.durable = durable
     if manifest is not None:
         manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
                str(source or args.manifest), group, durable)
+
+
+def _durable_acks(source: PubSubSource, config, run_dir: Path):
+    """A live Pub/Sub run's ledger: messages are acked once durably done; F, what was
+    final at the last acks, is kept in kappa's state for the subscription's next run."""
+    import os
+
+    from replay.durable import HELD_DEADLINE_S, CommitSpec, StartPoint, start_pubsub_run
+
+    final_file = kappa_home() / "pubsub-commits" / f"{source.project}.{source.subscription}.json"
+    final, held = start_pubsub_run(str(final_file))
+    spec = CommitSpec(str(run_dir.absolute()), "", "", "", config.window, config.allowed_lateness_ms, final,
+                      {"pubsub": StartPoint(0)}, subscription=source.path,
+                      emulator_host=os.environ.get("PUBSUB_EMULATOR_HOST"), final_file=str(final_file))
+    if held:
+        print(f"kappa: the last run on {source} did not drain: its held messages come back within "
+              f"{HELD_DEADLINE_S + 5} s, and the watermark waits for them", file=sys.stderr)
+    return spec, (time.time() + HELD_DEADLINE_S + 5 if held else None)
 
 
 def _durable_commits(args, manifest: Manifest, group: str, config, run_dir: Path):
@@ -330,6 +353,10 @@ def _run_job(job: Job, args) -> int:
     state = str(result.state)
     for line in summary_lines(metric_counts(result), time.monotonic() - started):
         say(line)
+    if job.live and job.durable is not None and job.durable.subscription is not None and "DONE" in state:
+        from replay.durable import ledger
+
+        ledger(job.durable).drained()  # every message pulled is in a written result: ack them all
     if job.live and job.manifest is not None:
         if "DONE" in state:  # drained to the end: every result written
             _save_drained_manifest(job, say)

@@ -125,8 +125,10 @@ class _WindowPerKeyFn(beam.DoFn):
         """Where a session's element was read, for the run's commits: (partition, offset, the
         log's greatest event time before it)."""
         where = record.provenance
-        if not self._holds_sessions or where.source != "kafka":
+        if not self._holds_sessions:
             return None
+        if where.source != "kafka":  # Pub/Sub: the session's extent is what holds its messages
+            return "pubsub", 0, None
         newest = None if record.cutoff_ms is None else record.cutoff_ms + self.spec.config.max_out_of_orderness_ms
         return where.partition, where.position, newest
 
