@@ -54,9 +54,8 @@ from apache_beam.utils.timestamp import Timestamp
 
 from transforms.windows import SessionWindows, WindowSpec
 
-__all__ = ["CommitSpec", "StartPoint", "already_final", "ledger", "probe_durable", "read_commit_metadata",
-           "read_final_file", "start_pubsub_run", "HELD_DEADLINE_S"]
-HELD_DEADLINE_S = 20
+__all__ = ["HELD_DEADLINE_S", "CommitSpec", "StartPoint", "already_final", "ledger", "probe_durable",
+           "read_commit_metadata", "read_final_file", "start_pubsub_run"]
 
 _LOG = logging.getLogger(__name__)
 METADATA_VERSION = 1
@@ -143,7 +142,7 @@ class _Ledger:
         self.last_extended = time.monotonic()
         self.last_commit = 0.0
         self.committed: dict[int, StartPoint] = {}
-        self._consumer = None
+        self._client = None
         self._committing = threading.Lock()
 
     # -- what the stages report ----------------------------------------------------------
@@ -234,17 +233,16 @@ class _Ledger:
         return [m[2] for m in done], [m[2] for m in held], durable
 
     def _ack_done(self) -> None:
-        from replay.pubsub_source import pubsub_clients
+        from replay.pubsub_source import acknowledge, pubsub_clients
 
         done, held, durable = self.done_acks()
-        if self._consumer is None:
-            self._consumer = pubsub_clients(self.spec.emulator_host)[1]
-        subscriber, subscription = self._consumer, self.spec.subscription
+        if self._client is None:
+            self._client = pubsub_clients(self.spec.emulator_host)[1]
+        subscriber, subscription = self._client, self.spec.subscription
         if done:
             if self.spec.final_file is not None:  # F first: a restart must know what these acks relied on
                 _write_final(self.spec.final_file, durable)
-            for start in range(0, len(done), 1000):
-                subscriber.acknowledge(request={"subscription": subscription, "ack_ids": done[start:start + 1000]})
+            acknowledge(subscriber, subscription, done)
             _LOG.info("kappa acked %d messages of %s (durable through %s; %d held)", len(done), subscription,
                       durable, len(held))
         if held and time.monotonic() - self.last_extended >= _EXTEND_EVERY_S:
@@ -252,31 +250,29 @@ class _Ledger:
             for start in range(0, len(held), 1000):
                 subscriber.modify_ack_deadline(request={"subscription": subscription,
                                                         "ack_ids": held[start:start + 1000],
-                                                        "ack_deadline_seconds": _HELD_DEADLINE_S})
+                                                        "ack_deadline_seconds": HELD_DEADLINE_S})
 
     def drained(self) -> None:
         """Pub/Sub: the run drained, so every message pulled is done; none is marked final
         for the next run (a drain closes its windows early, as a Kafka drain's commit says)."""
-        from replay.pubsub_source import pubsub_clients
+        from replay.pubsub_source import acknowledge, pubsub_clients
 
         with self.lock:
             done, self.unacked = [m[2] for m in self.unacked], []
         if self.spec.final_file is not None:
             _write_final(self.spec.final_file, None, clean=True)
-        subscriber = pubsub_clients(self.spec.emulator_host)[1]
-        for start in range(0, len(done), 1000):
-            subscriber.acknowledge(request={"subscription": self.spec.subscription, "ack_ids": done[start:start + 1000]})
+        acknowledge(pubsub_clients(self.spec.emulator_host)[1], self.spec.subscription, done)
 
     def _commit(self, points: dict[int, StartPoint], durable: int | None) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
         from replay.kafka_log import consumer_config
 
-        if self._consumer is None:
-            self._consumer = Consumer(consumer_config(self.spec.bootstrap, self.spec.group))
+        if self._client is None:
+            self._client = Consumer(consumer_config(self.spec.bootstrap, self.spec.group))
         offsets = [TopicPartition(self.spec.topic, p, s.offset, metadata=commit_metadata(s.newest_ms, durable))
                    for p, s in sorted(points.items())]
-        self._consumer.commit(offsets=offsets, asynchronous=False)
+        self._client.commit(offsets=offsets, asynchronous=False)
 
 
 def commit_metadata(newest_ms: int | None, final_through_ms: int | None) -> str:
@@ -296,7 +292,7 @@ def read_commit_metadata(text: str | None) -> tuple[int | None, int | None]:
 
 
 _EXTEND_EVERY_S = 5.0  #: held Pub/Sub messages get their ack deadline extended this often ...
-_HELD_DEADLINE_S = HELD_DEADLINE_S  #: ... to this: what a restarted run waits for (PubSubReadSettings.hold_until)
+HELD_DEADLINE_S = 20  #: ... to this: what a restarted run waits for (PubSubReadSettings.hold_until)
 
 
 def _write_final(path: str, final_through_ms: int | None, clean: bool = False) -> None:

@@ -126,6 +126,11 @@ def prepare_replay(subscription: str, start: FromPoint, emulator_host: str | Non
     return replay_path
 
 
+def acknowledge(subscriber, subscription: str, ack_ids: list[str]) -> None:
+    for start in range(0, len(ack_ids), 1000):  # the API takes at most a few thousand per call
+        subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids[start:start + 1000]})
+
+
 def delete_replay_subscription(settings: PubSubReadSettings) -> None:
     """Delete the replay subscription a read made for itself, once the read is over (a
     subscription left behind keeps retaining messages, and they count against the topic)."""
@@ -292,8 +297,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         return self.settings.hold_until is not None and time.time() < self.settings.hold_until
 
     def _ack(self, subscription, ack_ids):
-        for start in range(0, len(ack_ids), 1000):  # the API takes at most a few thousand per call
-            self._subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids[start:start + 1000]})
+        acknowledge(self._subscriber, subscription, ack_ids)
 
 
 class _PullLiveFn(_PullFn):
