@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,11 +146,18 @@ def measure(runner: str, args) -> dict:
             latencies.append(first - produced_ms)
     latencies.sort()
     half = [lag for t, lag in lags if t >= produced_for / 2]
+    dead = Counter()  # why events are in no pane: their dead letters, by reason and decider
+    try:
+        for _, letter in _read_topic(args.bootstrap, f"{results_topic}.dead-letters", lambda m: json.loads(m.value())):
+            dead[f"{letter['reason']} ({letter.get('decided_by') or '-'})"] += 1
+    except KeyError:  # no dead letters: the topic was never created
+        pass
     return {
         "events": len(events), "produced_per_s": round(len(events) / produced_for),
         "latency_ms": {"p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)],
                        "max": latencies[-1]} if latencies else None,
         "events_without_a_pane": missing,
+        "dead_letters": dict(dead),
         "lag_records": {"second_half_first": half[0] if half else None, "second_half_last": half[-1] if half else None,
                         "max": max((lag for _, lag in lags), default=None)},
         "caught_up_s_after_production": round(caught_up_after, 1),
