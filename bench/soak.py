@@ -63,14 +63,11 @@ def _produce(bootstrap: str, topic: str, keys: int, minutes: float) -> None:
 
 def _tree_rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` and all its descendants, in MB."""
+    from runners.children import processes
+
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        p = int(stat.parent.name)
+    for p, fields in processes():
         children.setdefault(int(fields[1]), []).append(p)
         rss[p] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
     total, todo = 0, [pid]

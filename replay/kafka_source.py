@@ -253,10 +253,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                         if channel is not None:
                             self._report(channel, name, part, end_of_partition, watermark, live)
                         if settings.durable is not None:  # caught up: the position and the clock's watermark
-                            book = ledger(settings.durable)
-                            book.read(part.partition, (), end_of_partition, watermark.log_state()[0],
-                                      watermark.watermark_ms())
-                            book.maybe_commit()
+                            self._to_ledger(part, (), end_of_partition, watermark)
                 if live and time.monotonic() - started >= settings.checkpoint_every_s:
                     tracker.defer_remainder(Duration(seconds=0.0 if records else settings.poll_timeout_s))
                     return
@@ -294,10 +291,13 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         if clock.marks and self.settings.channel is not None:
             self.settings.channel.record_clock_marks(name, clock.marks)
         if durable is not None:
-            book = ledger(durable)
-            book.read(part.partition, read, messages[-1].offset() + 1, watermark.log_state()[0],
-                      watermark.watermark_ms())
-            book.maybe_commit()
+            self._to_ledger(part, read, messages[-1].offset() + 1, watermark)
+
+    def _to_ledger(self, part: PartitionRange, read, position: int, watermark) -> None:
+        """Tell the run's commit ledger what was read up to ``position``, and let it commit."""
+        book = ledger(self.settings.durable)
+        book.read(part.partition, read, position, watermark.log_state()[0], watermark.watermark_ms())
+        book.maybe_commit()
 
     def _emit(self, messages, part: PartitionRange, watermark, clock, batched: bool = False, read=None):
         # The per-record hot path: locals only, no helper calls but the decoder's (and the

@@ -10,22 +10,23 @@ import signal
 import time
 from pathlib import Path
 
-__all__ = ["end_children"]
+__all__ = ["end_children", "processes"]
+
+
+def processes():
+    """(pid, the fields of /proc/<pid>/stat after the command name: state, ppid, pgrp,
+    session, ...) of every process there is."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            yield int(stat.parent.name), stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
 
 
 def _children() -> list[int]:
     me, session = os.getpid(), os.getsid(0)
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        pid = int(stat.parent.name)
-        # After the command name: state, ppid, pgrp, session, ...
-        if int(fields[1]) == me and int(fields[3]) == session and fields[0] != "Z":
-            found.append(pid)
-    return found
+    return [pid for pid, fields in processes()
+            if int(fields[1]) == me and int(fields[3]) == session and fields[0] != "Z"]
 
 
 def end_children(grace_s: float = 5.0) -> list[int]:
