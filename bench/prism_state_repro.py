@@ -1,38 +1,54 @@
-"""A minimal reproduction of Beam prism (v2.77) losing a stateful DoFn's updates when the
-stateful stage is fed straight from a splittable DoFn, and of the workaround kappa uses.
+"""A minimal reproduction of Beam prism (v2.77.0) losing a stateful DoFn's updates, and
+the check that kappa's patched prism does not.
 
-    .venv/bin/python bench/prism_state_repro.py [--events 200000] [--runs 3] [--bootstrap HOST:PORT]
+    .venv/bin/python bench/prism_state_repro.py [--runs 4] [--events 6000] [--compare]
 
-kappa's Kafka reader (a splittable DoFn) reads N payments of the bench topic, keys
-them by merchant, and a ten-line stateful DoFn counts per key in a ReadModifyWriteState,
-emitting (key, n) per element. Every count must reach the key's number of records:
-the check is the largest n per key against the records read. Each run is made twice on
-prism: straight (reader -> key -> stateful counter) and with ``beam.Reshuffle()``
-between the keying and the counter. Beam promises one bundle per key at a time
-(apache/beam#28543); a lower count than records means two bundles updated one key's
-state at once, and one's update was lost.
+A ten-line stateful DoFn counts per key in a ReadModifyWriteState and emits (key, n) per
+element; the largest n per key must be the key's number of elements. Every 600th element
+sleeps 1 s, as a busy worker (a GC pause, the GIL, a slow write) stalls now and then.
+
+The mechanism: prism asks for a split of any bundle that shows no progress for one
+progress tick (100 ms, ``stage.go``; every SDK stage is splittable, stateful ones
+included). The SDK splits at an element; ``splitBundle`` (``engine/elementmanager.go``)
+then frees every key of the residual elements, including the key the primary is still
+working on. That key's residual elements are scheduled in a second bundle at once, on
+the state committed before the first bundle, and the bundle that persists last
+overwrites the other's updates. (Beam promises one bundle per key at a time,
+apache/beam#28543.) ``runners/local/prism-split-keeps-keys.patch`` keeps such a key in
+progress with the primary; ``kappa local install`` builds prism with it.
+
+``--compare`` also builds Beam's prism unpatched (``go install``, into a temporary
+directory) and runs the same pipeline on both, side by side. ``--prism PATH`` runs one
+binary. Before the mechanism was known, the reproduction fed the counter from kappa's
+Kafka reader (lossy 3 of 6 runs on 200,000 records, exact after a Reshuffle); any source
+does, once a bundle of the stateful stage is slow.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+KEYS = 50
+SLOW_EVERY = 600
+SLOW_S = 1.0
 
-def _pipeline(manifest_path: str, reshuffle: bool, out: str):
+
+def count_per_key(prism: str, events: int) -> dict[str, int]:
+    """Run the counter on ``prism``; the largest count each key reached."""
     import apache_beam as beam
     from apache_beam.coders import VarIntCoder
+    from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
-
-    from replay.kafka_source import ReadFromKafkaReplay
-    from replay.manifest import Manifest
 
     class CountFn(beam.DoFn):
         COUNT = ReadModifyWriteStateSpec("n", VarIntCoder())
@@ -40,80 +56,69 @@ def _pipeline(manifest_path: str, reshuffle: bool, out: str):
         def process(self, element, count=beam.DoFn.StateParam(COUNT)):
             n = (count.read() or 0) + 1
             count.write(n)
+            if element[1] % SLOW_EVERY == 0:
+                time.sleep(SLOW_S)  # no progress for a few ticks: prism splits the bundle
             yield element[0], n
-
-    def write(p):
-        records = (p | ReadFromKafkaReplay(Manifest.load(manifest_path)))["records"]
-        keyed = records | beam.Map(lambda r: (r.value["merchant"]["name"], r.provenance.position))
-        if reshuffle:
-            keyed = keyed | beam.Reshuffle()
-        (keyed | beam.ParDo(CountFn())
-         | beam.CombinePerKey(max)  # the largest count each key reached
-         | beam.Map(lambda kv: f"{kv[0]}\t{kv[1]}")
-         | beam.io.WriteToText(out))
-    return write
-
-
-def run_once(manifest_path: str, reshuffle: bool, expected: dict[str, int]) -> dict:
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from runners.local.tools import prism_binary
 
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "counts")
-        options = PipelineOptions(["--runner=PrismRunner", f"--prism_location={prism_binary()}",
-                                   "--environment_type=LOOPBACK"])
+        options = PipelineOptions(["--runner=PrismRunner", f"--prism_location={prism}", "--environment_type=LOOPBACK"])
         with beam.Pipeline(options=options) as p:
-            _pipeline(manifest_path, reshuffle, out)(p)
-        best: dict[str, int] = collections.defaultdict(int)
+            (p | beam.Create([(f"k{i % KEYS}", i) for i in range(events)])
+             | beam.ParDo(CountFn())
+             | beam.CombinePerKey(max)
+             | beam.Map(lambda kv: f"{kv[0]}\t{kv[1]}")
+             | beam.io.WriteToText(out))
+        best: dict[str, int] = {}
         for name in os.listdir(tmp):
             for line in Path(tmp, name).read_text().splitlines():
                 key, n = line.split("\t")
-                best[key] = max(best[key], int(n))
-    counted = sum(best.values())
-    return {"counted": counted, "expected": sum(expected.values()),
-            "keys_short": sorted(k for k in expected if best.get(k, 0) != expected[k])}
+                best[key] = int(n)
+    return best
+
+
+def upstream_prism(into: Path) -> str:
+    """Beam's prism as published, built with ``go install``."""
+    from runners.local.tools import BEAM_VERSION, PRISM_MODULE_ROOT
+
+    subprocess.run(["go", "install", f"{PRISM_MODULE_ROOT}/go/cmd/prism@v{BEAM_VERSION}"], check=True,
+                   env={**os.environ, "GOBIN": str(into), "GOFLAGS": "-mod=mod"})
+    return str(into / "prism")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    parser.add_argument("--registry", default=str(ROOT / ".kappa" / "bench-registry.json"))
+    parser.add_argument("--events", type=int, default=6_000)
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--prism", help="run this prism binary only (default: kappa's patched prism)")
+    parser.add_argument("--name", default="kappa's prism", help=argparse.SUPPRESS)
+    parser.add_argument("--compare", action="store_true", help="also run Beam's unpatched prism, side by side")
     args = parser.parse_args()
 
-    from bench.kafka_read import PARTITIONS, ensure_topic
-    from bench.pipeline_replay import save_plan
-    from schemas import FileSchemaRegistry, make_codec
+    from runners.local.tools import install_prism
 
-    args.topic = f"bench-payments-{args.events}"
-    ensure_topic(args.bootstrap, args.topic, args.events, args.registry)
-    with tempfile.TemporaryDirectory() as tmp:
-        plan = save_plan(args, args.events, Path(tmp) / "plan.json")
-        # What every key must count to: the records per merchant, from a plain read.
-        from confluent_kafka import Consumer, TopicPartition
-
-        decode = make_codec("confluent", "payment", FileSchemaRegistry(args.registry)).decode
-        consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "repro", "enable.auto.commit": False})
-        per = args.events // PARTITIONS
-        consumer.assign([TopicPartition(args.topic, p, 0) for p in range(PARTITIONS)])
-        expected: dict[str, int] = collections.Counter()
-        seen = collections.Counter()
-        while sum(seen.values()) < args.events:
-            for msg in consumer.consume(5000, timeout=1.0):
-                if msg.error() or msg.offset() >= per:
-                    continue
-                seen[msg.partition()] += 1
-                expected[decode(msg.value())["merchant"]["name"]] += 1
-        consumer.close()
-        for n in range(args.runs):
-            for reshuffle in (False, True):
-                got = run_once(str(plan), reshuffle, expected)
-                verdict = "exact" if not got["keys_short"] else f"LOST {got['expected'] - got['counted']:,} updates"
-                print(f"run {n + 1} {'with Reshuffle' if reshuffle else 'straight     '}: counted {got['counted']:,} "
-                      f"of {got['expected']:,}: {verdict} {got['keys_short'][:4]}", flush=True)
+    if not args.compare:
+        prism = args.prism or str(install_prism())
+        expected = {f"k{k}": len(range(k, args.events, KEYS)) for k in range(KEYS)}
+        for run in range(1, args.runs + 1):
+            best = count_per_key(prism, args.events)
+            short = sorted(k for k in expected if best.get(k) != expected[k])
+            lost = sum(expected.values()) - sum(best.get(k, 0) for k in expected)
+            verdict = "exact" if not short else f"LOST {lost:,} updates on {len(short)} keys"
+            print(f"run {run} {args.name:>14}: {verdict}", flush=True)
+        return
+    # One process per run: Beam's PrismRunner reuses the prism it started for later
+    # pipelines of the same process, whatever --prism_location they name.
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        binaries = {"upstream prism": upstream_prism(tmp), "kappa's prism": args.prism or str(install_prism())}
+        for run in range(1, args.runs + 1):
+            for name, binary in binaries.items():
+                out = subprocess.run([sys.executable, __file__, "--prism", binary, "--name", name, "--runs", "1",
+                                      "--events", str(args.events)], capture_output=True, text=True, check=True)
+                print(out.stdout.strip().replace("run 1", f"run {run}"), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

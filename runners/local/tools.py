@@ -2,7 +2,8 @@
 machine reaches (never a download of a prebuilt binary):
 
 * **Prism**, Beam's portable local runner, built from Beam's Go module at the version of
-  the installed ``apache-beam`` package (``go install``).
+  the installed ``apache-beam`` package, with one fix of kappa's applied
+  (``prism-split-keeps-keys.patch``: a split bundle no longer frees a key it still runs).
 * **Beam's Flink job server** (an embedded Flink, or the gateway to a remote cluster),
   assembled from Maven Central; see ``flink-jobserver-pom.xml`` for why it is assembled.
 
@@ -12,6 +13,8 @@ machine shares them. ``KAPPA_PRISM`` / ``KAPPA_FLINK_JOB_SERVER`` point at other
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -27,15 +30,21 @@ __all__ = ["BEAM_VERSION", "FLINK_JOB_SERVER_BEAM", "FLINK_VERSION", "flink_job_
            "install_prism", "prism_binary"]
 
 BEAM_VERSION = apache_beam.__version__
-PRISM_MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
+PRISM_MODULE_ROOT = "github.com/apache/beam/sdks/v2"
 FLINK_VERSION = "1.19"
 FLINK_JOB_SERVER_BEAM = "2.62.0"  # see flink-jobserver-pom.xml
 _POM = Path(__file__).with_name("flink-jobserver-pom.xml")
 _CACHE = Path.home() / ".apache_beam" / "cache"
 
 
+_PRISM_PATCH = Path(__file__).with_name("prism-split-keeps-keys.patch")
+
+
 def prism_binary() -> Path:
-    return Path(os.environ.get("KAPPA_PRISM") or _CACHE / "prism" / "bin" / f"prism-kappa-v{BEAM_VERSION}")
+    """The patched prism; its name carries the patch's hash, so a changed patch is rebuilt."""
+    patch = hashlib.sha256(_PRISM_PATCH.read_bytes()).hexdigest()[:8]
+    return Path(os.environ.get("KAPPA_PRISM")
+                or _CACHE / "prism" / "bin" / f"prism-kappa-v{BEAM_VERSION}-{patch}")
 
 
 def flink_job_server_jar() -> Path:
@@ -50,31 +59,44 @@ def _say(quiet: bool, text: str) -> None:
         print(f"kappa: {text}", file=sys.stderr, flush=True)
 
 
-def _run(what: str, cmd: list[str], env: dict | None = None) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def _run(what: str, cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     if result.returncode != 0:
         tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
         raise KappaError(f"{what} failed: {' | '.join(tail)}")
 
 
 def install_prism(quiet: bool = False) -> Path:
-    """Build Beam's prism runner with ``go install`` (once per Beam version)."""
+    """Build Beam's prism runner from Beam's Go module, with kappa's patch (once per Beam version)."""
     binary = prism_binary()
     if binary.is_file():
         return binary
     go = shutil.which("go") or next((g for g in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go") if Path(g).is_file()),
                                     None)
     if not go:
-        raise KappaError("Go not found: it is needed once, to build Beam's prism runner (go install)")
-    _say(quiet, f"building Beam's prism runner v{BEAM_VERSION} with go install (once, a few minutes) ...")
-    bin_dir = binary.parent / f".build-{os.getpid()}"
-    bin_dir.mkdir(parents=True, exist_ok=True)
+        raise KappaError("Go not found: it is needed once, to build Beam's prism runner")
+    _say(quiet, f"building Beam's prism runner v{BEAM_VERSION} with kappa's split fix (once, a few minutes) ...")
+    env = {**os.environ, "GOFLAGS": "-mod=mod"}
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    build = binary.parent / f".build-{os.getpid()}"
     try:
-        _run("go install prism", [go, "install", f"{PRISM_MODULE}@v{BEAM_VERSION}"],
-             env={**os.environ, "GOBIN": str(bin_dir), "GOFLAGS": "-mod=mod"})
-        os.replace(bin_dir / "prism", binary)
+        download = subprocess.run([go, "mod", "download", "-json", f"{PRISM_MODULE_ROOT}@v{BEAM_VERSION}"],
+                                  capture_output=True, text=True, env=env, cwd=binary.parent)
+        if download.returncode != 0:
+            raise KappaError(f"downloading Beam's Go module failed: {download.stdout.strip() or download.stderr.strip()}")
+        module = Path(json.loads(download.stdout)["Dir"])
+        shutil.copytree(module / "go", build / "go")
+        for name in ("go.mod", "go.sum"):
+            shutil.copy(module / name, build / name)
+        for path in build.rglob("*"):
+            path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
+        _run(f"applying {_PRISM_PATCH.name} to Beam {BEAM_VERSION}'s prism (does this Beam version need it?)",
+             ["git", "apply", str(_PRISM_PATCH)], cwd=build,
+             env={**os.environ, "GIT_CEILING_DIRECTORIES": str(build.parent)})  # never a repository above
+        _run("building prism", [go, "build", "-o", str(binary) + ".partial", "./go/cmd/prism"], env=env, cwd=build)
+        os.replace(str(binary) + ".partial", binary)
     finally:
-        shutil.rmtree(bin_dir, ignore_errors=True)
+        shutil.rmtree(build, ignore_errors=True)
     return binary
 
 

@@ -1,0 +1,24 @@
+"""The prism kappa runs keeps one bundle per key at a time when it splits a slow bundle of
+a stateful stage (``runners/local/prism-split-keeps-keys.patch``).
+
+Beam's prism v2.77.0 as published frees the key a split bundle is still running, so a
+second bundle runs it on stale state and one's updates are lost (3 of 4 runs of this
+pipeline on the published binary; ``bench/prism_state_repro.py --compare``). The test
+runs the reproduction's counter, whose bundles are made slow on purpose, on the prism
+``kappa local install`` builds: every key must count all of its elements, twice over."""
+
+from __future__ import annotations
+
+from bench.prism_state_repro import KEYS, count_per_key
+from runners.local.tools import install_prism
+
+EVENTS = 6_000
+
+
+def test_a_split_stateful_bundle_never_loses_a_keys_state_updates_on_kappas_prism():
+    """Invariant: a stateful counter's largest count per key equals the key's number of
+    elements, however prism splits the stage's slow bundles."""
+    prism = str(install_prism(quiet=True))
+    expected = {f"k{k}": len(range(k, EVENTS, KEYS)) for k in range(KEYS)}
+    for _ in range(2):
+        assert count_per_key(prism, EVENTS) == expected
