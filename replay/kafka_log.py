@@ -7,14 +7,16 @@ from __future__ import annotations
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from replay.errors import ReplayError
+from replay.kafka_client import ClientErrors, client_config
 
 __all__ = ["KafkaTopicLog", "consumer_config"]
 
 
 def consumer_config(bootstrap: str, group: str, isolation_level: str = "read_committed", **extra) -> dict:
     """Settings every kappa consumer shares: explicit offsets, no auto-commit, no topic creation,
-    and an assigned offset that no longer exists is an error, never a silent jump to the end."""
-    return {
+    and an assigned offset that no longer exists is an error, never a silent jump to the end;
+    with the user's client settings (TLS, SASL, ...) added."""
+    return client_config({
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "auto.offset.reset": "error",
@@ -24,7 +26,7 @@ def consumer_config(bootstrap: str, group: str, isolation_level: str = "read_com
         "isolation.level": isolation_level,
         "log_level": 0,
         **extra,
-    }
+    })
 
 
 def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int], timeout_s: float = 10.0,
@@ -49,7 +51,8 @@ class KafkaTopicLog:
         self.bootstrap = bootstrap
         self.topic = topic
         self.timeout_s = timeout_s
-        self._consumer = Consumer(consumer_config(bootstrap, "kappa-planner", isolation_level))
+        self._errors = ClientErrors()
+        self._consumer = Consumer(consumer_config(bootstrap, "kappa-planner", isolation_level, error_cb=self._errors))
         self._partitions: list[int] | None = None
 
     def close(self) -> None:
@@ -66,8 +69,9 @@ class KafkaTopicLog:
             try:
                 metadata = self._consumer.list_topics(self.topic, timeout=self.timeout_s)
             except KafkaException:
-                raise ReplayError(f"cannot reach Kafka at {self.bootstrap} within {self.timeout_s:.0f}s "
-                                  "(is the broker up? `kappa local up` starts the local one)") from None
+                cause = self._errors.cause(self._consumer)
+                raise ReplayError(f"cannot reach Kafka at {self.bootstrap} within {self.timeout_s:.0f}s"
+                                  + (cause or " (is the broker up? `kappa local up` starts the local one)")) from None
             found = metadata.topics.get(self.topic)
             if found is None or found.error is not None or not found.partitions:
                 raise ReplayError(f"topic {self.topic!r} does not exist on {self.bootstrap}")

@@ -18,7 +18,7 @@ from runners import demo, run_command, verify
 from runners.errors import KappaError, UsageError
 from runners.local import command as local_command
 from runners.produce import command as produce_command
-from runners import replay_command, run_flags
+from runners import cliargs, replay_command, run_flags
 from runners.children import end_children
 from replay.errors import ReplayError
 
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_flags.preload_config(argv)
         args = parser.parse_args(argv)
+        cliargs.apply_kafka_flags(args)
         return args.run(args)
     except UsageError as err:
         print(f"kappa: error: {err}", file=sys.stderr)

@@ -8,7 +8,7 @@ import time
 
 from transforms.durations import parse_duration_ms, parse_instant_ms
 
-__all__ = ["duration_ms", "fraction", "instant_ms", "non_negative_int", "positive_float", "positive_int", "port"]
+__all__ = ["add_kafka_flags", "apply_kafka_flags", "duration_ms", "fraction", "instant_ms", "non_negative_int", "positive_float", "positive_int", "port"]
 
 
 def positive_int(text: str) -> int:
@@ -70,3 +70,26 @@ def instant_ms(text: str) -> int:
         return parse_instant_ms(text, now_ms=int(time.time() * 1000))
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
+    """``--kafka-config`` and ``--kafka-option``: librdkafka settings for every Kafka client
+    of the command (TLS, SASL); see ``replay.kafka_client``."""
+    group = parser.add_argument_group("Kafka client (secured clusters)")
+    group.add_argument("--kafka-config", metavar="FILE",
+                       help="librdkafka properties (key=value lines), e.g. security.protocol=SASL_SSL, "
+                            "sasl.mechanism=SCRAM-SHA-512, sasl.username, sasl.password, ssl.ca.location; "
+                            "default $KAPPA_KAFKA_CONFIG. Never written to manifests or run directories")
+    group.add_argument("--kafka-option", action="append", default=None, metavar="KEY=VALUE",
+                       help="one librdkafka setting, repeatable, over --kafka-config's "
+                            "(e.g. --kafka-option ssl.endpoint.identification.algorithm=none)")
+
+
+def apply_kafka_flags(args: argparse.Namespace) -> None:
+    """Make the command's Kafka clients use the settings its flags give."""
+    from replay.kafka_client import configure, parse_options, read_properties
+
+    if getattr(args, "kafka_config", None) is None and not getattr(args, "kafka_option", None):
+        return
+    settings = read_properties(args.kafka_config) if args.kafka_config else {}
+    configure({**settings, **parse_options(args.kafka_option or [])})

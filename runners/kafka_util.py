@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from replay.kafka_client import ClientErrors, client_config
 from runners.errors import KappaError
 
 __all__ = ["DEFAULT_BOOTSTRAP", "admin_client", "ensure_topic", "resolve_bootstrap"]
@@ -22,13 +23,15 @@ def admin_client(bootstrap: str, timeout_s: float = 10.0):
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    errors = ClientErrors()
+    admin = AdminClient(client_config({"bootstrap.servers": bootstrap, "log_level": 0, "error_cb": errors}))
     try:
         admin.list_topics(timeout=timeout_s)
     except KafkaException:
+        cause = errors.cause(admin)
         raise KappaError(
-            f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s "
-            "(start the local broker with `kappa local up`, or point --bootstrap / KAFKA_BOOTSTRAP at a cluster)"
+            f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s" + (cause or
+            " (start the local broker with `kappa local up`, or point --bootstrap / KAFKA_BOOTSTRAP at a cluster)")
         ) from None
     return admin
 

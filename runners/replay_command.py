@@ -54,6 +54,7 @@ def add_parsers(subparsers) -> None:
     _add_source_flags(plan)
     plan.add_argument("--save", type=Path, help="write the manifest (JSON) to this file")
     plan.add_argument("--json", action="store_true", help="print the manifest JSON instead of the summary")
+    cliargs.add_kafka_flags(plan)
     plan.set_defaults(run=run_plan)
 
     read = subparsers.add_parser(
@@ -68,6 +69,7 @@ def add_parsers(subparsers) -> None:
     read.add_argument("--dead-letter", type=Path, help="dead letters as JSON lines (default: beside --out, or stderr)")
     read.add_argument("--commit-group", help="live reads only: commit progress to this consumer group")
     read.add_argument("--id-attribute", help="Pub/Sub: deduplicate by this attribute (default: the message id)")
+    cliargs.add_kafka_flags(read)
     read.set_defaults(run=run_read)
 
 

@@ -2,7 +2,8 @@
 hold any of them (flags given on the command line win over the file).
 
 A config file uses the flags' long names, dashes or underscores alike; tables only
-group keys for the reader (``[dataflow] project = "p"`` is ``--project p``)::
+group keys for the reader (``[dataflow] project = "p"`` is ``--project p``), except
+``[kafka]``, whose keys are librdkafka settings (``--kafka-option``)::
 
     pipeline = "merchant_totals"
     source = "kafka://127.0.0.1:9092/payment_msg"
@@ -56,6 +57,7 @@ def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:
     what.add_argument("--max-out-of-orderness", metavar="DURATION", help="watermark bound: max event time seen "
                       "minus this, e.g. 30s (default: the pipeline's)")
 
+    cliargs.add_kafka_flags(parser)
     source = parser.add_argument_group("source")
     source.add_argument("--source", help="kafka://HOST:PORT/TOPIC | pubsub://PROJECT/SUBSCRIPTION | file:PATH "
                         "(.jsonl or .avro archive), e.g. --source kafka://127.0.0.1:9092/payment_msg")
@@ -158,6 +160,9 @@ def preload_config(argv: list[str]) -> None:
     parser = _PARSERS[argv[0]]
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     defaults = {}
+    kafka = data.pop("kafka", None)
+    if isinstance(kafka, dict):  # [kafka] "security.protocol" = "SASL_SSL": librdkafka settings
+        defaults["kafka_option"] = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in kafka.items()]
     for key, value in _flatten(data).items():
         dest = key.replace("-", "_")
         dest = {"from": "start", "to": "stop"}.get(dest, dest)
@@ -168,6 +173,8 @@ def preload_config(argv: list[str]) -> None:
             if not isinstance(value, bool):
                 raise UsageError(f"--config {path}: {key} takes true or false")
             defaults[dest] = value
+        elif isinstance(action, argparse._AppendAction):
+            defaults[dest] = [str(v) for v in (value if isinstance(value, list) else [value])]
         elif action.choices and str(value) not in action.choices:
             raise UsageError(f"--config {path}: {key} {value!r} is not one of {', '.join(map(str, action.choices))}")
         else:

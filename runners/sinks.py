@@ -40,6 +40,7 @@ from pathlib import Path
 
 import apache_beam as beam
 
+from replay.kafka_client import client_config
 from runners.errors import KappaError, UsageError
 from schemas.jsonform import format_instant
 
@@ -463,9 +464,9 @@ class _KafkaWriteFn(_DeliverFn):
 
         self.sink.preflight()
         self.codec = _result_codec(self.sink.format)
-        self.producer = Producer({
+        self.producer = Producer(client_config({
             "bootstrap.servers": self.sink.bootstrap, "enable.idempotence": True, "acks": "all",
-            "linger.ms": 5, "message.timeout.ms": int(_DELIVERY_TIMEOUT_S * 1000), "log_level": 0})
+            "linger.ms": 5, "message.timeout.ms": int(_DELIVERY_TIMEOUT_S * 1000), "log_level": 0}))
 
     def start_bundle(self):
         self.sent, self.failures = 0, []

@@ -332,6 +332,7 @@ def add_parser(subparsers) -> None:
                         help="a live run's dead letters (JSON lines): leave out windows sharing time with one "
                              "named by a too_late record the clock decided (decided_by: clock; all pipelines and "
                              "keys; repeatable)")
+    cliargs.add_kafka_flags(verify)
     verify.add_argument("--show", type=cliargs.non_negative_int, default=20, metavar="N",
                         help="list at most N differing windows (default 20)")
     verify.add_argument("--timeout", type=cliargs.positive_float, default=10.0, metavar="SECONDS",

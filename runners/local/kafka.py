@@ -84,11 +84,17 @@ def install_kafka(home: Path, quiet: bool = False) -> Path:
 
 
 class KafkaBroker:
-    """One local broker. ``state_dir`` holds its data, config, log and pid file."""
+    """One local broker. ``state_dir`` holds its data, config, log and pid file.
+
+    ``listeners`` adds secured listeners beside the PLAINTEXT one (security protocol ->
+    port, e.g. ``{"SASL_SSL": 9094}``), configured by ``settings`` (broker properties);
+    the tests start such a broker with certificates and SCRAM users of their own."""
 
     def __init__(self, home: Path, state_dir: Path, port: int = 9092, controller_port: int = 9093,
-                 heap: str = "768m"):
+                 heap: str = "768m", listeners: dict[str, int] | None = None, settings: dict[str, str] | None = None):
         self.home = home
+        self.listeners = dict(listeners or {})
+        self.settings = dict(settings or {})
         self.state_dir = state_dir
         self.port = port
         self.controller_port = controller_port
@@ -138,12 +144,16 @@ class KafkaBroker:
         return self.process.stop()
 
     def _write_config(self) -> None:
+        extra = "".join(f",{name}://127.0.0.1:{port}" for name, port in self.listeners.items())
         settings = {
             **_BROKER_SETTINGS,
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{extra}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}{extra}",
+            "listener.security.protocol.map": ",".join(
+                [_BROKER_SETTINGS["listener.security.protocol.map"], *(f"{n}:{n}" for n in self.listeners)]),
             "log.dirs": str(self.data_dir),
+            **self.settings,
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))

@@ -69,6 +69,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--archive", type=Path, help="also write the events, in arrival order, to a .jsonl or .avro file")
     p.add_argument("--no-kafka", action="store_true", help="write only the --archive file")
     p.add_argument("--no-wait", action="store_true", help="send at once, even events whose time has not come")
+    cliargs.add_kafka_flags(p)
     p.set_defaults(run=run, parser=p)
 
 

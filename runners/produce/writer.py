@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from replay.kafka_client import client_config
 from runners.errors import KappaError
 from runners.produce.disorder import Arrival, Kind
 from runners.produce.domains import Domain
@@ -52,7 +53,7 @@ class _KafkaSink:
         self.codec = codec
         self.summary = summary
         self.failures: list[str] = []
-        self.producer = Producer({
+        self.producer = Producer(client_config({
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,  # no duplicates on internal retries
             "acks": "all",
@@ -60,7 +61,7 @@ class _KafkaSink:
             "compression.type": "lz4",
             "partitioner": "murmur2_random",  # the Java client's partitioner: same key, same partition
             "log_level": 0,
-        })
+        }))
 
     def write(self, key: str, record: dict, event_ms: int) -> None:
         value = self.codec.encode(record)
