@@ -16,6 +16,12 @@ PIPELINES = {p.name: p for p in (MerchantTotals, FraudAlerts, TurnstileCounts, U
 
 
 def get_pipeline(name: str):
+    """A built-in pipeline by name, or your own: ``module:Class`` or ``file.py:Class`` (pipelines/plugins.py)."""
+    if ":" in name:
+        from pipelines.plugins import load_pipeline
+
+        return load_pipeline(name)
     if name not in PIPELINES:
-        raise ConfigError(f"--pipeline {name}: unknown pipeline (choose from {', '.join(sorted(PIPELINES))})")
+        raise ConfigError(f"--pipeline {name}: unknown pipeline (choose from {', '.join(sorted(PIPELINES))}, "
+                          "or name your own: my_package.my_module:MyPipeline or path/to/file.py:MyPipeline)")
     return PIPELINES[name]

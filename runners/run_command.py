@@ -151,20 +151,20 @@ def prepare(args, live: bool) -> Job:
     if args.runner == "dataflow" and not args.dry_run and isinstance(sink, (FileSink, ConsoleSink)):
         raise UsageError(f"--sink {args.sink}: Dataflow workers would write it on their own disks; "
                          "use kafka:// or pubsub://")
-    settings = _runner_settings(args, name)
+    settings = _runner_settings(args, pipeline.name)
     profile = profile_for(args.runner)
     profile.preflight(settings, live)
     sink.preflight(args.timeout)
     dead_sink.preflight(args.timeout)
 
-    run_dir = args.run_dir or kappa_home() / "runs" / f"{name}-{_stamp()}"
+    run_dir = args.run_dir or kappa_home() / "runs" / f"{pipeline.name}-{_stamp()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     channel = RunChannel(run_dir)
     if live:
         pipeline.run_channel = channel  # the windowing marks the runner's clock decisions there
     schema = args.schema or pipeline.input_schema
     described = {"name": name, "settings": {s: v for s, v in overrides.items() if v is not None}}
-    group = _live_group(args, name) if live and isinstance(source, KafkaSource) else None
+    group = _live_group(args, pipeline.name) if live and isinstance(source, KafkaSource) else None
     if manifest_in is not None:
         manifest = replace(manifest_in, pipeline=described, ranges=tuple(_still_there(manifest_in, args)))
     elif isinstance(source, KafkaSource):

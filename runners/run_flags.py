@@ -43,7 +43,9 @@ def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:
                              "(e.g. --config jobs/merchant_totals.toml)")
 
     what = parser.add_argument_group("pipeline")
-    what.add_argument("--pipeline", choices=sorted(PIPELINES), help="the pipeline to run (e.g. --pipeline merchant_totals)")
+    what.add_argument("--pipeline", metavar="NAME", help="the pipeline to run: " + ", ".join(sorted(PIPELINES))
+                      + ", or your own WindowedPipeline subclass as my_package.my_module:MyPipeline or "
+                        "path/to/file.py:MyPipeline (e.g. --pipeline merchant_totals)")
     what.add_argument("--window", help="window: fixed:1m | sliding:5m/1m | session:30s (default: the pipeline's)")
     what.add_argument("--allowed-lateness", metavar="DURATION", help="how long after a window's end late data still "
                       "updates it, e.g. 5m (default: the pipeline's); later data goes to the dead letters as too_late")
