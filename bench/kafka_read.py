@@ -35,9 +35,9 @@ def ensure_topic(bootstrap: str, topic: str, events: int, registry: str, partiti
     when already full). Event time is 10 ms per event, so every partition is in event-time order."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    from runners.kafka_util import admin_client, ensure_topic as create
-    from runners.produce import DOMAINS
-    from schemas import FileSchemaRegistry, make_codec
+    from kappa.runners.kafka_util import admin_client, ensure_topic as create
+    from kappa.runners.produce import DOMAINS
+    from kappa.schemas import FileSchemaRegistry, make_codec
 
     create(admin_client(bootstrap), topic, partitions)
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "log_level": 0})
@@ -71,8 +71,8 @@ def measure_loop(bootstrap: str, topic: str, events: int, registry: str) -> dict
     """The baseline: assign all partitions, consume in batches, decode, take event time."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from schemas import DecodeError, FileSchemaRegistry, make_codec
-    from transforms.event_time import EventTimeSpec
+    from kappa.schemas import DecodeError, FileSchemaRegistry, make_codec
+    from kappa.transforms.event_time import EventTimeSpec
 
     codec = make_codec("confluent", "payment", FileSchemaRegistry(registry))
     extract = EventTimeSpec.parse("field:timestamp").extract
@@ -103,8 +103,8 @@ def measure_reader(bootstrap: str, topic: str, events: int, registry: str) -> di
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from replay.kafka_source import ReadFromKafkaReplay
-    from replay.manifest import DecodingSpec, Manifest, PartitionRange
+    from kappa.replay.kafka_source import ReadFromKafkaReplay
+    from kappa.replay.manifest import DecodingSpec, Manifest, PartitionRange
 
     per_partition = events // PARTITIONS
     manifest = Manifest(bootstrap, topic, "offsets", "offsets",

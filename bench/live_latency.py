@@ -41,7 +41,7 @@ PARTITIONS = 4
 
 
 def _kappa(*args) -> list[str]:
-    return [sys.executable, "-m", "runners.cli", *map(str, args)]
+    return [sys.executable, "-m", "kappa.runners.cli", *map(str, args)]
 
 
 def _read_topic(bootstrap: str, topic: str, decode) -> list:
@@ -81,8 +81,8 @@ def _lag(run_dir: Path) -> int | None:
 
 
 def measure(runner: str, args) -> dict:
-    from runners.kafka_util import admin_client
-    from schemas import FileSchemaRegistry, make_codec
+    from kappa.runners.kafka_util import admin_client
+    from kappa.schemas import FileSchemaRegistry, make_codec
     from tests.kafka_helpers import create_topic
 
     topic = f"latency-{runner}-{uuid.uuid4().hex[:6]}"

@@ -61,8 +61,8 @@ def measure_loop(bootstrap: str, topic: str, events: int, registry: str, partiti
     window's end); where that is 0, every system must give exactly these totals."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from schemas import DecodeError, FileSchemaRegistry, make_codec
-    from transforms.event_time import EventTimeSpec, InvalidEventTime
+    from kappa.schemas import DecodeError, FileSchemaRegistry, make_codec
+    from kappa.transforms.event_time import EventTimeSpec, InvalidEventTime
 
     stop = events // partitions
     left = dict.fromkeys(range(partitions), stop)
@@ -206,8 +206,8 @@ def fill_topic(args, attempts: int = 20) -> None:
 # -- plans, sides, and checking what they wrote ------------------------------------------------
 
 def save_plan(args, events: int, path: Path) -> Path:
-    from replay.manifest import DecodingSpec
-    from replay.plan import plan_kafka_replay
+    from kappa.replay.manifest import DecodingSpec
+    from kappa.replay.plan import plan_kafka_replay
 
     partitions = getattr(args, "partitions", PARTITIONS)
     per = events // partitions
@@ -233,7 +233,7 @@ def run_side(side: str, args, events: int, plan: Path, work: Path) -> dict:
         result.update(events=computed["events"], invalid=computed["invalid"], too_late=computed["too_late"],
                       totals={(k, w): (c, Decimal(t)) for k, w, c, t in computed["totals"]})
         return result
-    result = run_watched([sys.executable, "-m", "runners.cli", "replay", "--manifest", str(plan),
+    result = run_watched([sys.executable, "-m", "kappa.runners.cli", "replay", "--manifest", str(plan),
                           "--pipeline", "merchant_totals", "--runner", side, "--run-dir", str(out / "run"),
                           "--sink", f"file:{out / 'totals.jsonl'}", "--quiet"], timeout_s=getattr(args, "timeout_s", None))
     result.update(events=events, **read_results(out / "totals.jsonl"))
@@ -243,7 +243,7 @@ def run_side(side: str, args, events: int, plan: Path, work: Path) -> dict:
 
 def read_results(path: Path) -> dict:
     """The final pane of every window the replay wrote, and how many dead letters."""
-    from runners.sinks import read_window_file, window_files
+    from kappa.runners.sinks import read_window_file, window_files
 
     totals = {}
     for file in window_files(path):

@@ -79,7 +79,7 @@ def count_per_key(prism: str, events: int) -> dict[str, int]:
 
 def upstream_prism(into: Path) -> str:
     """Beam's prism as published, built with ``go install``."""
-    from runners.local.tools import BEAM_VERSION, PRISM_MODULE_ROOT
+    from kappa.runners.local.tools import BEAM_VERSION, PRISM_MODULE_ROOT
 
     subprocess.run(["go", "install", f"{PRISM_MODULE_ROOT}/go/cmd/prism@v{BEAM_VERSION}"], check=True,
                    env={**os.environ, "GOBIN": str(into), "GOFLAGS": "-mod=mod"})
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="also run Beam's unpatched prism, side by side")
     args = parser.parse_args()
 
-    from runners.local.tools import install_prism
+    from kappa.runners.local.tools import install_prism
 
     if not args.compare:
         prism = args.prism or str(install_prism())

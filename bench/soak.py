@@ -38,8 +38,8 @@ def _produce(bootstrap: str, topic: str, keys: int, minutes: float) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from runners.produce.domains import DOMAINS
-    from schemas import make_codec
+    from kappa.runners.produce.domains import DOMAINS
+    from kappa.schemas import make_codec
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
@@ -63,7 +63,7 @@ def _produce(bootstrap: str, topic: str, keys: int, minutes: float) -> None:
 
 def _tree_rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` and all its descendants, in MB."""
-    from runners.children import processes
+    from kappa.runners.children import processes
 
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
@@ -104,7 +104,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kappa-soak-"))
     run_dir = work / "run"
     live = subprocess.Popen(
-        [sys.executable, "-m", "runners.cli", "live", "--pipeline", "fraud_alerts", "--source",
+        [sys.executable, "-m", "kappa.runners.cli", "live", "--pipeline", "fraud_alerts", "--source",
          f"kafka://{args.bootstrap}/{topic}", "--from", "earliest", "--format", "avro", "--runner", args.runner,
          "--sink", f"file:{work / 'out' / 'alerts.jsonl'}", "--run-dir", str(run_dir), "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.base import InvalidRecord, WindowedPipeline
+from kappa.pipelines.base import InvalidRecord, WindowedPipeline
 
 
 class ViewsAndCarts:

@@ -2,12 +2,12 @@
 independent of source, sink and runner. Each returns
 ``{"results": window_result records, "dead_letters": DeadLetter}``."""
 
-from pipelines.base import result_id, result_record
-from pipelines.fraud_alerts import FraudAlerts, to_fraud_alert
-from pipelines.merchant_totals import MerchantTotals
-from pipelines.turnstile_counts import TurnstileCounts
-from pipelines.user_sessions import UserSessions
-from transforms.config import ConfigError
+from kappa.pipelines.base import result_id, result_record
+from kappa.pipelines.fraud_alerts import FraudAlerts, to_fraud_alert
+from kappa.pipelines.merchant_totals import MerchantTotals
+from kappa.pipelines.turnstile_counts import TurnstileCounts
+from kappa.pipelines.user_sessions import UserSessions
+from kappa.transforms.config import ConfigError
 
 __all__ = ["PIPELINES", "FraudAlerts", "MerchantTotals", "TurnstileCounts", "UserSessions", "get_pipeline",
            "result_id", "result_record", "to_fraud_alert"]
@@ -18,7 +18,7 @@ PIPELINES = {p.name: p for p in (MerchantTotals, FraudAlerts, TurnstileCounts, U
 def get_pipeline(name: str):
     """A built-in pipeline by name, or your own: ``module:Class`` or ``file.py:Class`` (pipelines/plugins.py)."""
     if ":" in name:
-        from pipelines.plugins import load_pipeline
+        from kappa.pipelines.plugins import load_pipeline
 
         return load_pipeline(name)
     if name not in PIPELINES:

@@ -11,12 +11,12 @@ from typing import Any, Callable
 
 import apache_beam as beam
 
-from schemas.jsonform import format_instant
-from schemas.records import DeadLetter, SourceRecord
-from transforms.config import WindowingConfig, windowing_config
-from transforms.engine import Aggregation, Pane
-from transforms.batch import WindowInBatch
-from transforms.windowing import WindowPerKey
+from kappa.schemas.jsonform import format_instant
+from kappa.schemas.records import DeadLetter, SourceRecord
+from kappa.transforms.config import WindowingConfig, windowing_config
+from kappa.transforms.engine import Aggregation, Pane
+from kappa.transforms.batch import WindowInBatch
+from kappa.transforms.windowing import WindowPerKey
 
 __all__ = ["InvalidRecord", "WindowedPipeline", "result_id", "result_record"]
 

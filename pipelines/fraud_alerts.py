@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 
-from pipelines.base import InvalidRecord, WindowedPipeline
+from kappa.pipelines.base import InvalidRecord, WindowedPipeline
 
 __all__ = ["FraudAlerts", "to_fraud_alert"]
 

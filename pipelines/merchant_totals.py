@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pipelines.base import InvalidRecord, WindowedPipeline
+from kappa.pipelines.base import InvalidRecord, WindowedPipeline
 
 __all__ = ["MerchantTotals"]
 

@@ -1,7 +1,7 @@
 """Your own pipeline: ``--pipeline my_package.my_module:MyPipeline`` (importable from the
 current directory or the installed packages) or ``--pipeline path/to/file.py:MyPipeline``.
 
-The class must subclass :class:`pipelines.base.WindowedPipeline` (set ``name``,
+The class must subclass :class:`kappa.pipelines.base.WindowedPipeline` (set ``name``,
 ``input_schema``, ``DEFAULTS`` and the hooks ``key_of``, ``value_of``, ``aggregation``,
 ``values``); kappa then gives it everything a built-in pipeline has: batch windowing in
 replays, the per-key engine live, durable commits, dead letters, result ids. A module
@@ -17,8 +17,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from pipelines.base import WindowedPipeline
-from transforms.config import ConfigError
+from kappa.pipelines.base import WindowedPipeline
+from kappa.transforms.config import ConfigError
 
 __all__ = ["load_pipeline"]
 
@@ -33,7 +33,7 @@ def load_pipeline(spec: str) -> type[WindowedPipeline]:
     if found is None:
         raise ConfigError(f"--pipeline {spec}: {where} has no {attr!r}")
     if not (isinstance(found, type) and issubclass(found, WindowedPipeline)):
-        raise ConfigError(f"--pipeline {spec}: {attr} is not a subclass of pipelines.base.WindowedPipeline")
+        raise ConfigError(f"--pipeline {spec}: {attr} is not a subclass of kappa.pipelines.base.WindowedPipeline")
     for hook in ("key_of", "aggregation", "values"):
         if getattr(found, hook) is getattr(WindowedPipeline, hook):
             raise ConfigError(f"--pipeline {spec}: {attr} does not define {hook}() (see examples/page_views.py)")

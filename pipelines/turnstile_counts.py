@@ -3,7 +3,7 @@ a 4-hour watermark bound (turnstiles report in bursts, hours late)."""
 
 from __future__ import annotations
 
-from pipelines.base import InvalidRecord, WindowedPipeline
+from kappa.pipelines.base import InvalidRecord, WindowedPipeline
 
 __all__ = ["TurnstileCounts"]
 

@@ -4,8 +4,8 @@ were viewed, and whether a cart add led to a purchase."""
 
 from __future__ import annotations
 
-from pipelines.base import InvalidRecord, WindowedPipeline
-from schemas.jsonform import format_instant
+from kappa.pipelines.base import InvalidRecord, WindowedPipeline
+from kappa.schemas.jsonform import format_instant
 
 __all__ = ["UserSessions"]
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from replay.decoding import DEAD_LETTER, RECORDS_READ, RecordDecoder, at_event_time, count_dead_letter, expand_read
-from replay.errors import ReplayError
-from schemas import make_codec
-from schemas.records import Provenance, SourceRecord
-from transforms.event_time import EventTimeSpec
-from transforms.watermark import OutOfOrdernessWatermark
+from kappa.replay.decoding import DEAD_LETTER, RECORDS_READ, RecordDecoder, at_event_time, count_dead_letter, expand_read
+from kappa.replay.errors import ReplayError
+from kappa.schemas import make_codec
+from kappa.schemas.records import Provenance, SourceRecord
+from kappa.transforms.event_time import EventTimeSpec
+from kappa.transforms.watermark import OutOfOrdernessWatermark
 
 __all__ = ["ReadArchive", "read_archive_records"]
 

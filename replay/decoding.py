@@ -28,11 +28,11 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas import DecodeError
-from schemas.records import DeadLetter, Provenance, RecordBatch, SourceRecord
-from schemas.jsonform import format_instant
-from transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec, FutureEventTime, InvalidEventTime
-from transforms.watermark import OutOfOrdernessWatermark
+from kappa.schemas import DecodeError
+from kappa.schemas.records import DeadLetter, Provenance, RecordBatch, SourceRecord
+from kappa.schemas.jsonform import format_instant
+from kappa.transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec, FutureEventTime, InvalidEventTime
+from kappa.transforms.watermark import OutOfOrdernessWatermark
 
 __all__ = ["DEAD_LETTER", "FAILURES", "LIVE_STOP", "METRICS_NAMESPACE", "RECORDS_READ", "RecordBatchCoder",
            "RecordDecoder", "SourceWatermark", "at_event_time", "batch_at_event_time", "clock_decides",

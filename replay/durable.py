@@ -52,7 +52,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.windows import SessionWindows, WindowSpec
+from kappa.transforms.windows import SessionWindows, WindowSpec
 
 __all__ = ["HELD_DEADLINE_S", "CommitSpec", "StartPoint", "already_final", "ledger", "probe_durable",
            "read_commit_metadata", "read_final_file", "start_pubsub_run"]
@@ -233,7 +233,7 @@ class _Ledger:
         return [m[2] for m in done], [m[2] for m in held], durable
 
     def _ack_done(self) -> None:
-        from replay.pubsub_source import acknowledge, pubsub_clients
+        from kappa.replay.pubsub_source import acknowledge, pubsub_clients
 
         done, held, durable = self.done_acks()
         if self._client is None:
@@ -255,7 +255,7 @@ class _Ledger:
     def drained(self) -> None:
         """Pub/Sub: the run drained, so every message pulled is done; none is marked final
         for the next run (a drain closes its windows early, as a Kafka drain's commit says)."""
-        from replay.pubsub_source import acknowledge, pubsub_clients
+        from kappa.replay.pubsub_source import acknowledge, pubsub_clients
 
         with self.lock:
             done, self.unacked = [m[2] for m in self.unacked], []
@@ -266,7 +266,7 @@ class _Ledger:
     def _commit(self, points: dict[int, StartPoint], durable: int | None) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        from replay.kafka_log import consumer_config
+        from kappa.replay.kafka_log import consumer_config
 
         if self._client is None:
             self._client = Consumer(consumer_config(self.spec.bootstrap, self.spec.group))
@@ -357,7 +357,7 @@ class _DurableWatermarkFn(beam.DoFn):
         self.spec = spec
 
     def setup(self):
-        from replay.progress import RunChannel
+        from kappa.replay.progress import RunChannel
 
         self._channel = RunChannel(self.spec.run)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from replay.errors import ReplayError
+from kappa.replay.errors import ReplayError
 
 __all__ = ["KAFKA_CONFIG_ENV", "ClientErrors", "client_config", "configure", "parse_options", "read_properties", "redact",
            "user_settings"]

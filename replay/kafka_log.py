@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from replay.errors import ReplayError
-from replay.kafka_client import ClientErrors, client_config
+from kappa.replay.errors import ReplayError
+from kappa.replay.kafka_client import ClientErrors, client_config
 
 __all__ = ["KafkaTopicLog", "consumer_config"]
 

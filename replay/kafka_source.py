@@ -57,15 +57,15 @@ from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder,
+from kappa.replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder,
                              SourceWatermark, at_event_time, batch_at_event_time, clock_decides, count_dead_letter,
                              expand_read, offset_tracker)
-from replay.durable import CommitSpec, ledger
-from replay.errors import ReplayError
-from replay.manifest import DecodingSpec, Manifest, PartitionRange
-from replay.progress import RunChannel
-from schemas.records import Provenance, RecordBatch, SourceRecord
-from transforms.event_time import BROKER_TIMESTAMP_TYPES, DEFAULT_MAX_AHEAD_MS, EventTimeSpec
+from kappa.replay.durable import CommitSpec, ledger
+from kappa.replay.errors import ReplayError
+from kappa.replay.manifest import DecodingSpec, Manifest, PartitionRange
+from kappa.replay.progress import RunChannel
+from kappa.schemas.records import Provenance, RecordBatch, SourceRecord
+from kappa.transforms.event_time import BROKER_TIMESTAMP_TYPES, DEFAULT_MAX_AHEAD_MS, EventTimeSpec
 
 __all__ = ["DEAD_LETTER", "METRICS_NAMESPACE", "ReadFromKafkaReplay", "ReadSettings"]
 
@@ -169,7 +169,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         if self._consumer is None:
             from confluent_kafka import Consumer
 
-            from replay.kafka_log import consumer_config
+            from kappa.replay.kafka_log import consumer_config
 
             group = self.settings.commit_group or "kappa-replay"  # replays never commit
             self._consumer = Consumer(consumer_config(

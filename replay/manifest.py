@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from replay.errors import ReplayError
+from kappa.replay.errors import ReplayError
 
 __all__ = ["MANIFEST_VERSION", "DecodingSpec", "Manifest", "PartitionRange", "code_version"]
 
@@ -66,8 +66,8 @@ class DecodingSpec:
     schema_ids: tuple[int, ...] = ()  #: ids registered under the subject at launch
 
     def make_codec(self):
-        from schemas import FileSchemaRegistry, make_codec
-        from schemas.catalog import SCHEMA_NAMES
+        from kappa.schemas import FileSchemaRegistry, make_codec
+        from kappa.schemas.catalog import SCHEMA_NAMES
 
         schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
         registry = FileSchemaRegistry(self.registry) if self.registry else None

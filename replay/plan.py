@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from replay.kafka_log import KafkaTopicLog
-from replay.manifest import DecodingSpec, Manifest, code_version
-from replay.points import parse_from, parse_to
-from replay.resolve import resolve_ranges
-from schemas.jsonform import format_instant
+from kappa.replay.kafka_log import KafkaTopicLog
+from kappa.replay.manifest import DecodingSpec, Manifest, code_version
+from kappa.replay.points import parse_from, parse_to
+from kappa.replay.resolve import resolve_ranges
+from kappa.schemas.jsonform import format_instant
 
 __all__ = ["plan_kafka_replay", "summarize"]
 
@@ -53,7 +53,7 @@ def _with_schema_ids(decoding: DecodingSpec) -> DecodingSpec:
         return decoding
     from dataclasses import replace
 
-    from schemas import FileSchemaRegistry
+    from kappa.schemas import FileSchemaRegistry
 
     ids = FileSchemaRegistry(decoding.registry).subjects().get(decoding.subject, [])
     return replace(decoding, schema_ids=tuple(ids))

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from replay.errors import ReplayError
-from schemas.jsonform import format_instant
-from transforms.durations import format_duration_ms, parse_duration_ms, parse_instant_ms
+from kappa.replay.errors import ReplayError
+from kappa.schemas.jsonform import format_instant
+from kappa.transforms.durations import format_duration_ms, parse_duration_ms, parse_instant_ms
 
 __all__ = [
     "AfterStart", "AtInstant", "AtOffsets", "Earliest", "FromPoint", "GroupPosition", "Latest", "Never", "Now",

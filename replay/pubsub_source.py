@@ -33,15 +33,15 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from replay.decoding import (DEAD_LETTER, FAILURES, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder, SourceWatermark,
+from kappa.replay.decoding import (DEAD_LETTER, FAILURES, METRICS_NAMESPACE, RECORDS_READ, RecordDecoder, SourceWatermark,
                              at_event_time, count_dead_letter, expand_read, offset_tracker)
-from replay.durable import ledger
-from replay.errors import ReplayError
-from replay.manifest import DecodingSpec
-from replay.progress import RunChannel
-from replay.points import AtInstant, Earliest, FromPoint, Snapshot
-from schemas.records import Provenance, SourceRecord
-from transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec
+from kappa.replay.durable import ledger
+from kappa.replay.errors import ReplayError
+from kappa.replay.manifest import DecodingSpec
+from kappa.replay.progress import RunChannel
+from kappa.replay.points import AtInstant, Earliest, FromPoint, Snapshot
+from kappa.schemas.records import Provenance, SourceRecord
+from kappa.transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec
 
 __all__ = ["PubSubReadSettings", "ReadFromPubSubReplay", "delete_replay_subscription", "prepare_replay",
            "pubsub_clients"]
@@ -80,7 +80,7 @@ class PubSubReadSettings:
 def pubsub_clients(emulator_host: str | None):
     """(publisher, subscriber): plain gRPC to an emulator, or the default Google clients."""
     if emulator_host:
-        from runners.local.pubsub import emulator_clients
+        from kappa.runners.local.pubsub import emulator_clients
 
         return emulator_clients(emulator_host)
     from google.cloud import pubsub_v1

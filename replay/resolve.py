@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
-from replay.errors import NoCommits, ReplayError
-from replay.manifest import PartitionRange
-from replay.points import (
+from kappa.replay.errors import NoCommits, ReplayError
+from kappa.replay.manifest import PartitionRange
+from kappa.replay.points import (
     AfterStart, AtInstant, AtOffsets, Earliest, FromPoint, GroupPosition, Latest, Never, Now, Snapshot, ToPoint,
 )
 

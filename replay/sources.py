@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from replay.errors import ReplayError
+from kappa.replay.errors import ReplayError
 
 __all__ = ["ArchiveSource", "KafkaSource", "PubSubSource", "parse_source"]
 

@@ -14,13 +14,13 @@ import signal
 import sys
 import threading
 
-from runners import demo, run_command, verify
-from runners.errors import KappaError, UsageError
-from runners.local import command as local_command
-from runners.produce import command as produce_command
-from runners import cliargs, replay_command, run_flags
-from runners.children import end_children
-from replay.errors import ReplayError
+from kappa.runners import demo, run_command, verify
+from kappa.runners.errors import KappaError, UsageError
+from kappa.runners.local import command as local_command
+from kappa.runners.produce import command as produce_command
+from kappa.runners import cliargs, replay_command, run_flags
+from kappa.runners.children import end_children
+from kappa.replay.errors import ReplayError
 
 __all__ = ["build_parser", "main"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from transforms.durations import parse_duration_ms, parse_instant_ms
+from kappa.transforms.durations import parse_duration_ms, parse_instant_ms
 
 __all__ = ["add_kafka_flags", "apply_kafka_flags", "duration_ms", "fraction", "instant_ms", "non_negative_int", "positive_float", "positive_int", "port"]
 
@@ -87,7 +87,7 @@ def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
 
 def apply_kafka_flags(args: argparse.Namespace) -> None:
     """Make the command's Kafka clients use the settings its flags give."""
-    from replay.kafka_client import configure, parse_options, read_properties
+    from kappa.replay.kafka_client import configure, parse_options, read_properties
 
     if getattr(args, "kafka_config", None) is None and not getattr(args, "kafka_option", None):
         return

@@ -21,15 +21,15 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from runners import cliargs
-from runners.errors import KappaError
-from runners.home import default_registry_path
-from runners.kafka_util import admin_client, ensure_topic
-from runners.local.command import local_stack
-from runners.produce import DOMAINS, DisorderSpec, plan_arrivals, produce_events
-from runners.produce.writer import Progress
-from runners.sinks import read_window_file, window_files
-from schemas import FileSchemaRegistry, make_codec
+from kappa.runners import cliargs
+from kappa.runners.errors import KappaError
+from kappa.runners.home import default_registry_path
+from kappa.runners.kafka_util import admin_client, ensure_topic
+from kappa.runners.local.command import local_stack
+from kappa.runners.produce import DOMAINS, DisorderSpec, plan_arrivals, produce_events
+from kappa.runners.produce.writer import Progress
+from kappa.runners.sinks import read_window_file, window_files
+from kappa.schemas import FileSchemaRegistry, make_codec
 
 __all__ = ["add_parser"]
 
@@ -83,7 +83,7 @@ def run(args) -> int:
     panes = collections.Counter(r["timing"] for r in _results(live_sink))
     print(f"live panes written: {', '.join(f'{n} {t}' for t, n in sorted(panes.items()))}")
 
-    from runners.cli import main
+    from kappa.runners.cli import main
 
     say("replaying exactly the offsets the live run read, on DirectRunner (a batch job)")
     if main(["replay", "--manifest", str(run_dir / "manifest.json"), "--runner", "direct",
@@ -101,7 +101,7 @@ class _Live:
     """``kappa live`` as a child process; its stderr is echoed, indented."""
 
     def __init__(self, argv: list[str]):
-        self.proc = subprocess.Popen([sys.executable, "-m", "runners.cli", "live", *argv],
+        self.proc = subprocess.Popen([sys.executable, "-m", "kappa.runners.cli", "live", *argv],
                                      stderr=subprocess.PIPE, text=True)
         self.seen = threading.Event()
         self.marker = None

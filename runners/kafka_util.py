@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from replay.kafka_client import ClientErrors, client_config
-from runners.errors import KappaError
+from kappa.replay.kafka_client import ClientErrors, client_config
+from kappa.runners.errors import KappaError
 
 __all__ = ["DEFAULT_BOOTSTRAP", "admin_client", "ensure_topic", "resolve_bootstrap"]
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from runners.errors import KappaError, UsageError
-from runners.local.tools import FLINK_VERSION, flink_job_server_jar, prism_binary
+from kappa.runners.errors import KappaError, UsageError
+from kappa.runners.local.tools import FLINK_VERSION, flink_job_server_jar, prism_binary
 
 __all__ = ["PROFILES", "RUNNERS", "DataflowSettings", "RunnerSettings", "profile_for"]
 

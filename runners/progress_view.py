@@ -12,10 +12,10 @@ import sys
 import threading
 import time
 
-from replay.decoding import METRICS_NAMESPACE
-from replay.manifest import Manifest
-from replay.progress import RunChannel
-from schemas.jsonform import format_instant
+from kappa.replay.decoding import METRICS_NAMESPACE
+from kappa.replay.manifest import Manifest
+from kappa.replay.progress import RunChannel
+from kappa.schemas.jsonform import format_instant
 
 __all__ = ["ProgressView", "metric_counts", "summary_lines"]
 

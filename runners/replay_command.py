@@ -11,20 +11,20 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from runners import cliargs
-from runners.profiles import profile_for
-from runners.progress_view import metric_counts
-from runners.sinks import AppendLinesFn
-from runners.home import default_registry_path
-from replay.errors import ReplayError
-from replay.manifest import DecodingSpec, Manifest
-from replay.resolve import ON_MISSING
-from replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, delete_replay_subscription, prepare_replay
-from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
-from schemas.catalog import SCHEMA_NAMES
-from schemas.codec import FORMATS
-from schemas.jsonform import format_instant
-from transforms.event_time import DEFAULT_MAX_AHEAD_MS
+from kappa.runners import cliargs
+from kappa.runners.profiles import profile_for
+from kappa.runners.progress_view import metric_counts
+from kappa.runners.sinks import AppendLinesFn
+from kappa.runners.home import default_registry_path
+from kappa.replay.errors import ReplayError
+from kappa.replay.manifest import DecodingSpec, Manifest
+from kappa.replay.resolve import ON_MISSING
+from kappa.replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, delete_replay_subscription, prepare_replay
+from kappa.replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
+from kappa.schemas.catalog import SCHEMA_NAMES
+from kappa.schemas.codec import FORMATS
+from kappa.schemas.jsonform import format_instant
+from kappa.transforms.event_time import DEFAULT_MAX_AHEAD_MS
 
 __all__ = ["add_parsers", "decoding_spec", "pubsub_settings"]
 
@@ -99,7 +99,7 @@ def _add_source_flags(p, required: bool = True) -> None:
 
 
 def _check_flags(args) -> None:
-    from transforms.event_time import EventTimeSpec
+    from kappa.transforms.event_time import EventTimeSpec
 
     try:
         EventTimeSpec.parse(args.event_time)
@@ -110,7 +110,7 @@ def _check_flags(args) -> None:
 
 
 def _plan(args) -> Manifest:
-    from replay.plan import plan_kafka_replay
+    from kappa.replay.plan import plan_kafka_replay
 
     _check_flags(args)
     source = parse_source(args.source)
@@ -123,7 +123,7 @@ def _plan(args) -> Manifest:
 
 
 def run_plan(args) -> int:
-    from replay.plan import summarize
+    from kappa.replay.plan import summarize
 
     manifest = _plan(args)
     if args.save:
@@ -143,8 +143,8 @@ def run_plan(args) -> int:
 def run_read(args) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from replay.archive_source import ReadArchive
-    from replay.kafka_source import ReadFromKafkaReplay
+    from kappa.replay.archive_source import ReadArchive
+    from kappa.replay.kafka_source import ReadFromKafkaReplay
 
     if args.manifest is None and args.source is None:
         raise ReplayError("read needs --manifest or --source")
@@ -212,7 +212,7 @@ def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSetti
     """Live on the subscription itself (--to never from latest), else a seeked replay subscription."""
     import os
 
-    from replay.points import Latest, Never, Now, parse_from, parse_to
+    from kappa.replay.points import Latest, Never, Now, parse_from, parse_to
 
     host = os.environ.get("PUBSUB_EMULATOR_HOST")
     now_ms = int(time.time() * 1000)
@@ -243,8 +243,8 @@ class _RecordLineFn(beam.DoFn):
         self.schema = schema
 
     def setup(self):
-        from schemas import make_codec
-        from schemas.catalog import SCHEMA_NAMES
+        from kappa.schemas import make_codec
+        from kappa.schemas.catalog import SCHEMA_NAMES
 
         schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
         self.json = make_codec("json", schema)

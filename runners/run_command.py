@@ -32,23 +32,23 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from pipelines import PIPELINES, get_pipeline
-from replay.errors import NoCommits, ReplayError
-from replay.kafka_log import commit_offsets
-from replay.manifest import Manifest
-from replay.progress import RunChannel
-from replay.pubsub_source import ReadFromPubSubReplay
-from replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
-from runners.errors import KappaError, UsageError
-from runners.home import kappa_home
-from runners.profiles import DataflowSettings, RunnerSettings, profile_for
-from runners.progress_view import ProgressView, metric_counts, summary_lines
-from runners.replay_command import decoding_spec, pubsub_settings
-from runners.run_flags import add_run_flags
-from runners.sinks import ConsoleSink, FileSink, parse_dead_letter_sink, parse_sink
-from transforms.config import SETTINGS, ConfigError, windowing_config
-from transforms.durations import format_duration_ms
-from transforms.windows import SessionWindows
+from kappa.pipelines import PIPELINES, get_pipeline
+from kappa.replay.errors import NoCommits, ReplayError
+from kappa.replay.kafka_log import commit_offsets
+from kappa.replay.manifest import Manifest
+from kappa.replay.progress import RunChannel
+from kappa.replay.pubsub_source import ReadFromPubSubReplay
+from kappa.replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
+from kappa.runners.errors import KappaError, UsageError
+from kappa.runners.home import kappa_home
+from kappa.runners.profiles import DataflowSettings, RunnerSettings, profile_for
+from kappa.runners.progress_view import ProgressView, metric_counts, summary_lines
+from kappa.runners.replay_command import decoding_spec, pubsub_settings
+from kappa.runners.run_flags import add_run_flags
+from kappa.runners.sinks import ConsoleSink, FileSink, parse_dead_letter_sink, parse_sink
+from kappa.transforms.config import SETTINGS, ConfigError, windowing_config
+from kappa.transforms.durations import format_duration_ms
+from kappa.transforms.windows import SessionWindows
 
 __all__ = ["Job", "add_parsers", "build_pipeline", "prepare"]
 
@@ -192,7 +192,7 @@ def _durable_acks(source: PubSubSource, config, run_dir: Path):
     final at the last acks, is kept in kappa's state for the subscription's next run."""
     import os
 
-    from replay.durable import HELD_DEADLINE_S, CommitSpec, StartPoint, start_pubsub_run
+    from kappa.replay.durable import HELD_DEADLINE_S, CommitSpec, StartPoint, start_pubsub_run
 
     final_file = kappa_home() / "pubsub-commits" / f"{source.project}.{source.subscription}.json"
     final, held = start_pubsub_run(str(final_file))
@@ -208,8 +208,8 @@ def _durable_acks(source: PubSubSource, config, run_dir: Path):
 def _durable_commits(args, manifest: Manifest, group: str, config, run_dir: Path):
     """A live Kafka run's commit ledger (replay/durable.py), continuing the group's last
     commit where the run starts at it: the log's watermark there, and what was final."""
-    from replay.durable import CommitSpec, StartPoint, read_commit_metadata
-    from replay.kafka_log import KafkaTopicLog
+    from kappa.replay.durable import CommitSpec, StartPoint, read_commit_metadata
+    from kappa.replay.kafka_log import KafkaTopicLog
 
     with KafkaTopicLog(manifest.bootstrap, manifest.topic, manifest.isolation_level, args.timeout) as log:
         commits = log.commit_metadata(group, [r.partition for r in manifest.ranges])
@@ -229,8 +229,8 @@ def _durable_commits(args, manifest: Manifest, group: str, config, run_dir: Path
 
 def _still_there(manifest: Manifest, args):
     """The manifest's ranges as the log holds them now (retention may have deleted starts)."""
-    from replay.kafka_log import KafkaTopicLog
-    from replay.resolve import check_ranges_still_there
+    from kappa.replay.kafka_log import KafkaTopicLog
+    from kappa.replay.resolve import check_ranges_still_there
 
     with KafkaTopicLog(manifest.bootstrap, manifest.topic, manifest.isolation_level, args.timeout) as log:
         try:
@@ -252,7 +252,7 @@ def _runner_settings(args, name: str) -> RunnerSettings:
 
 def _plan(args, source: KafkaSource, schema: str, bound_ms: int, group: str | None, described: dict) -> Manifest:
     """A replay's manifest; a live run's (stop ``never``), starting where ``group`` stands if it has commits."""
-    from replay.plan import plan_kafka_replay
+    from kappa.replay.plan import plan_kafka_replay
 
     decoding = decoding_spec(args, schema, source.topic)
 
@@ -283,9 +283,9 @@ def _live_group(args, name: str) -> str:
 
 
 def _read_transform(args, source, manifest, schema, bound_ms, live, group, channel, batched=False, durable=None):
-    from replay.archive_source import ReadArchive
-    from replay.kafka_source import ReadFromKafkaReplay
-    from replay.pubsub_source import ReadFromPubSubReplay
+    from kappa.replay.archive_source import ReadArchive
+    from kappa.replay.kafka_source import ReadFromKafkaReplay
+    from kappa.replay.pubsub_source import ReadFromPubSubReplay
 
     if manifest is not None:
         return ReadFromKafkaReplay(manifest, commit_group=group, channel=channel, durable=durable,
@@ -305,13 +305,13 @@ def build_pipeline(p: beam.Pipeline, job: Job) -> None:
     dead = (read["dead_letters"], out["dead_letters"]) | "AllDeadLetters" >> beam.Flatten()
     dead_written = job.dead_sink.write_dead_letters(dead, job.live)
     if job.durable is not None:  # commits follow the watermark after both sinks
-        from replay.durable import probe_durable
+        from kappa.replay.durable import probe_durable
 
         probe_durable(p, [results_written, dead_written], job.durable)
 
 
 def _run(job: Job, args) -> int:
-    from replay.pubsub_source import ReadFromPubSubReplay, delete_replay_subscription
+    from kappa.replay.pubsub_source import ReadFromPubSubReplay, delete_replay_subscription
 
     try:
         return _run_job(job, args)
@@ -354,7 +354,7 @@ def _run_job(job: Job, args) -> int:
     for line in summary_lines(metric_counts(result), time.monotonic() - started):
         say(line)
     if job.live and job.durable is not None and job.durable.subscription is not None and "DONE" in state:
-        from replay.durable import ledger
+        from kappa.replay.durable import ledger
 
         ledger(job.durable).drained()  # every message pulled is in a written result: ack them all
     if job.live and job.manifest is not None:
@@ -371,7 +371,7 @@ def _run_job(job: Job, args) -> int:
 def _dry_run_done(result, job: Job, say) -> int:
     job_file = job.runner_settings.dataflow.job_file
     if job_file:  # Beam writes it only when it submits
-        from runners.dataflow_job import job_json
+        from kappa.runners.dataflow_job import job_json
 
         Path(job_file).write_text(job_json(result.job) + "\n")
     say("dry run: the Dataflow job was built and checked, not submitted"
@@ -493,7 +493,7 @@ def _drained_metadata(job: Job) -> dict[int, str]:
     """The drained commit's metadata: the log's watermark at each partition's end, so the
     next run's cutoffs continue from it. Nothing is marked final: a drain closed its windows
     early, and the next run's records for them form new panes."""
-    from replay.durable import commit_metadata, ledger
+    from kappa.replay.durable import commit_metadata, ledger
 
     if job.durable is None:
         return {}

@@ -19,15 +19,15 @@ import argparse
 import tomllib
 from pathlib import Path
 
-from pipelines import PIPELINES
-from runners import cliargs
-from runners.errors import UsageError
-from runners.home import default_registry_path
-from runners.profiles import RUNNERS
-from replay.resolve import ON_MISSING
-from schemas.catalog import SCHEMA_NAMES
-from schemas.codec import FORMATS
-from transforms.event_time import DEFAULT_MAX_AHEAD_MS
+from kappa.pipelines import PIPELINES
+from kappa.runners import cliargs
+from kappa.runners.errors import UsageError
+from kappa.runners.home import default_registry_path
+from kappa.runners.profiles import RUNNERS
+from kappa.replay.resolve import ON_MISSING
+from kappa.schemas.catalog import SCHEMA_NAMES
+from kappa.schemas.codec import FORMATS
+from kappa.transforms.event_time import DEFAULT_MAX_AHEAD_MS
 
 __all__ = ["add_run_flags", "preload_config"]
 

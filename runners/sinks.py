@@ -40,9 +40,9 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from replay.kafka_client import client_config
-from runners.errors import KappaError, UsageError
-from schemas.jsonform import format_instant
+from kappa.replay.kafka_client import client_config
+from kappa.runners.errors import KappaError, UsageError
+from kappa.schemas.jsonform import format_instant
 
 __all__ = [
     "ConsoleSink",
@@ -103,8 +103,8 @@ def parse_dead_letter_sink(text: str, flag: str = "--dead-letter") -> Sink:
 
 
 def _parse_kafka(text: str, flag: str) -> KafkaSink:
-    from replay.errors import ReplayError
-    from replay.sources import parse_source
+    from kappa.replay.errors import ReplayError
+    from kappa.replay.sources import parse_source
 
     address, _, query = text.partition("?")
     try:
@@ -172,7 +172,7 @@ def _window_of_file(path: Path) -> tuple[datetime, datetime] | None:
 
 
 def _result_codec(fmt: str):
-    from schemas import make_codec
+    from kappa.schemas import make_codec
 
     return make_codec(fmt, RESULT_SCHEMA)
 
@@ -304,7 +304,7 @@ class KafkaSink(Sink):
         return f"Kafka topic {self.topic} on {self.bootstrap} ({what})"
 
     def preflight(self, timeout_s: float = 10.0) -> None:
-        from runners.kafka_util import admin_client, ensure_topic
+        from kappa.runners.kafka_util import admin_client, ensure_topic
 
         try:
             ensure_topic(admin_client(self.bootstrap, timeout_s), self.topic, _RESULT_PARTITIONS)
@@ -510,7 +510,7 @@ def _ensure_pubsub_topic(sink: PubSubSink, timeout_s: float):
     from google.api_core import exceptions
     from google.auth.exceptions import DefaultCredentialsError
 
-    from replay.pubsub_source import pubsub_clients
+    from kappa.replay.pubsub_source import pubsub_clients
 
     try:
         publisher, _ = pubsub_clients(sink.emulator_host)

@@ -38,10 +38,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
-from runners import cliargs
-from runners.errors import KappaError, UsageError
-from runners.sinks import FileSink, KafkaSink, parse_sink, pubsub_path, read_window_file, window_file_glob, window_files
-from schemas.jsonform import format_instant, parse_instant
+from kappa.runners import cliargs
+from kappa.runners.errors import KappaError, UsageError
+from kappa.runners.sinks import FileSink, KafkaSink, parse_sink, pubsub_path, read_window_file, window_file_glob, window_files
+from kappa.schemas.jsonform import format_instant, parse_instant
 
 __all__ = ["Comparison", "ResultSet", "WindowId", "add_parser", "compare", "final_panes", "read_result_set",
            "run_verify", "too_late_windows"]
@@ -96,7 +96,7 @@ class ResultSet:
 def final_panes(records: Iterable[dict], pipeline: str | None = None) -> ResultSet:
     """The final pane's values (JSON form) of every window in ``records``; only
     ``pipeline``'s when given. Records with the same id count once."""
-    from schemas import make_codec
+    from kappa.schemas import make_codec
 
     codec = make_codec("json", "window_result")
     unique = {r["id"]: r for r in records if pipeline is None or r["pipeline"] == pipeline}
@@ -216,9 +216,9 @@ def _read_kafka(sink: KafkaSink, where: str, timeout_s: float) -> list[dict]:
     """Every partition from its log start to the high watermark snapshotted first."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from replay.kafka_log import consumer_config
-    from runners.kafka_util import admin_client
-    from schemas import DecodeError, make_codec
+    from kappa.replay.kafka_log import consumer_config
+    from kappa.runners.kafka_util import admin_client
+    from kappa.schemas import DecodeError, make_codec
 
     try:
         topics = admin_client(sink.bootstrap, timeout_s).list_topics(timeout=timeout_s).topics
@@ -261,8 +261,8 @@ def _read_pubsub(subscription: str, where: str, timeout_s: float) -> list[dict]:
     """Pull (and ack) until no message came for ``timeout_s``."""
     from google.api_core import exceptions
 
-    from replay.pubsub_source import pubsub_clients
-    from schemas import DecodeError, make_codec
+    from kappa.replay.pubsub_source import pubsub_clients
+    from kappa.schemas import DecodeError, make_codec
 
     codec = make_codec("json", "window_result")
     _, subscriber = pubsub_clients(os.environ.get("PUBSUB_EMULATOR_HOST"))

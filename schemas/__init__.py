@@ -7,8 +7,8 @@ is ``Decimal``. Bytes that cannot be decoded raise :class:`DecodeError`, the one
 error type callers route to dead letters.
 """
 
-from schemas.catalog import SCHEMA_NAMES, load_schema, parse_schema_file
-from schemas.codec import (
+from kappa.schemas.catalog import SCHEMA_NAMES, load_schema, parse_schema_file
+from kappa.schemas.codec import (
     AvroCodec,
     Codec,
     ConfluentCodec,
@@ -17,7 +17,7 @@ from schemas.codec import (
     JsonCodec,
     make_codec,
 )
-from schemas.registry import FileSchemaRegistry, SchemaRegistry, UnknownSchemaError
+from kappa.schemas.registry import FileSchemaRegistry, SchemaRegistry, UnknownSchemaError
 
 __all__ = [
     "SCHEMA_NAMES",

@@ -16,9 +16,9 @@ from typing import Protocol
 
 import fastavro
 
-from schemas.catalog import raw_schema
-from schemas.jsonform import from_json, to_json
-from schemas.registry import SchemaRegistry, UnknownSchemaError
+from kappa.schemas.catalog import raw_schema
+from kappa.schemas.jsonform import from_json, to_json
+from kappa.schemas.registry import SchemaRegistry, UnknownSchemaError
 
 __all__ = [
     "FORMATS",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import NamedTuple
 
-from schemas.jsonform import format_instant
+from kappa.schemas.jsonform import format_instant
 
 __all__ = ["DeadLetter", "Provenance", "RecordBatch", "SourceRecord"]
 

@@ -13,11 +13,11 @@ import uuid
 
 import pytest
 
-from runners.home import kappa_home
-from runners.kafka_util import admin_client
-from runners.local.kafka import KafkaBroker
-from runners.local.process import free_port
-from runners.local.pubsub import PubSubEmulator
+from kappa.runners.home import kappa_home
+from kappa.runners.kafka_util import admin_client
+from kappa.runners.local.kafka import KafkaBroker
+from kappa.runners.local.process import free_port
+from kappa.runners.local.pubsub import PubSubEmulator
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from replay.kafka_source import ReadFromKafkaReplay
-from runners.produce import DOMAINS
-from schemas import make_codec
+from kappa.replay.kafka_source import ReadFromKafkaReplay
+from kappa.runners.produce import DOMAINS
+from kappa.schemas import make_codec
 from tests.beam_helpers import Collect, collected, new_tag
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

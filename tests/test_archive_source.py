@@ -8,11 +8,11 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from replay.archive_source import ReadArchive, read_archive_records
-from replay.errors import ReplayError
-from runners.cli import main
-from runners.produce import DOMAINS, DisorderSpec, plan_arrivals
-from schemas.records import DeadLetter, SourceRecord
+from kappa.replay.archive_source import ReadArchive, read_archive_records
+from kappa.replay.errors import ReplayError
+from kappa.runners.cli import main
+from kappa.runners.produce import DOMAINS, DisorderSpec, plan_arrivals
+from kappa.schemas.records import DeadLetter, SourceRecord
 from tests.kafka_helpers import ms_of
 
 

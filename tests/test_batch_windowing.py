@@ -12,12 +12,12 @@ import apache_beam as beam
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.records import Provenance, SourceRecord
+from kappa.schemas.records import Provenance, SourceRecord
 from tests.beam_helpers import Collect, Sum, collected, new_tag
-from transforms.batch import WindowInBatch
-from transforms.config import WindowingConfig
-from transforms.windowing import WindowPerKey
-from transforms.windows import FixedWindows, SessionWindows, SlidingWindows
+from kappa.transforms.batch import WindowInBatch
+from kappa.transforms.config import WindowingConfig
+from kappa.transforms.windowing import WindowPerKey
+from kappa.transforms.windows import FixedWindows, SessionWindows, SlidingWindows
 
 windows = st.one_of(st.builds(FixedWindows, st.integers(1, 50)),
                     st.builds(lambda p, k: SlidingWindows(p * k, p), st.integers(1, 20), st.integers(1, 4)),
@@ -67,7 +67,7 @@ def test_partials_handed_on_mid_bundle_merge_to_the_same_panes(window, lateness,
     bundle with many keys does) ends with the same panes and dead letters."""
     from unittest import mock
 
-    from transforms import batch
+    from kappa.transforms import batch
 
     config = replace(WindowingConfig(window, lateness), bounded=True)
     keyed = _keyed(rows)

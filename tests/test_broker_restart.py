@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from runners.home import kappa_home
-from runners.local.kafka import KafkaBroker
-from runners.local.process import free_port
+from kappa.runners.home import kappa_home
+from kappa.runners.local.kafka import KafkaBroker
+from kappa.runners.local.process import free_port
 from tests.kafka_helpers import create_topic
 from tests.test_crash_restart import _KillableRun, _ends, _read_to
 from tests.test_runners import _env, kappa
@@ -61,7 +61,7 @@ def test_a_replay_survives_a_broker_restart_with_results_equal_to_an_undisturbed
           "--disorder", "0.1", "--max-disorder", "5s", "--late", "0.001", "--late-by", "1m", timeout=600)
     run_dir = tmp_path / "disturbed-run"
     replay = subprocess.Popen(
-        [sys.executable, "-m", "runners.cli", "replay", "--pipeline", "merchant_totals", "--source",
+        [sys.executable, "-m", "kappa.runners.cli", "replay", "--pipeline", "merchant_totals", "--source",
          f"kafka://{broker.bootstrap}/{topic}", "--from", "earliest", "--to", "now", "--registry", str(registry),
          "--runner", "direct", "--run-dir", str(run_dir), "--sink", f"file:{tmp_path / 'disturbed' / 'totals.jsonl'}",
          "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
@@ -91,7 +91,7 @@ def test_a_live_run_survives_a_broker_restart_and_agrees_with_a_replay_of_what_i
     try:
         run.wait_for(lambda: "running;" in run.output, "start", 180)
         producer = subprocess.Popen(
-            [sys.executable, "-m", "runners.cli", "produce", "payments", "--topic", topic, "--bootstrap",
+            [sys.executable, "-m", "kappa.runners.cli", "produce", "payments", "--topic", topic, "--bootstrap",
              broker.bootstrap, "--registry", str(registry), "--seed", "4", "--count", "1200", "--rate", "40",
              "--start", "now", "--disorder", "0.2", "--max-disorder", "1s"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from runners.local.process import free_port
+from kappa.runners.local.process import free_port
 
 
 def kappa(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "runners.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kappa.runners.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 

@@ -22,13 +22,13 @@ from confluent_kafka import Producer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replay.errors import ReplayError
-from replay.kafka_source import _LiveClock, _RecordedClock
-from replay.manifest import DecodingSpec, Manifest, PartitionRange
-from replay.progress import RunChannel
-from runners.run_command import _clock_marks
-from schemas import make_codec
-from schemas.jsonform import format_instant
+from kappa.replay.errors import ReplayError
+from kappa.replay.kafka_source import _LiveClock, _RecordedClock
+from kappa.replay.manifest import DecodingSpec, Manifest, PartitionRange
+from kappa.replay.progress import RunChannel
+from kappa.runners.run_command import _clock_marks
+from kappa.schemas import make_codec
+from kappa.schemas.jsonform import format_instant
 from tests.kafka_helpers import create_topic, payment_at, run_reads, write_log
 from tests.test_runners import _LiveRun, _offsets_read, _produce, _results, _too_late, kappa
 

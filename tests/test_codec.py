@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from schemas import (
+from kappa.schemas import (
     AvroCodec,
     ConfluentCodec,
     DecodeError,
@@ -21,7 +21,7 @@ from schemas import (
     load_schema,
     make_codec,
 )
-from schemas.catalog import SCHEMA_NAMES, raw_schema
+from kappa.schemas.catalog import SCHEMA_NAMES, raw_schema
 
 PAYMENT = {
     "transaction_id": "abcd1234",

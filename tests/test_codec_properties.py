@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import DecodeError, FileSchemaRegistry, make_codec
-from schemas.catalog import SCHEMA_NAMES
+from kappa.schemas import DecodeError, FileSchemaRegistry, make_codec
+from kappa.schemas.catalog import SCHEMA_NAMES
 from tests.strategies import BY_SCHEMA, window_results
 
 EVENT_SCHEMAS = ["payment", "turnstile", "commerce_event", "fraud_alert"]

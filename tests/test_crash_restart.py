@@ -38,7 +38,7 @@ class _KillableRun(_LiveRun):
 
     def __init__(self, args, log: Path):
         self.log = log.open("w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "runners.cli", "live", *map(str, args)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "kappa.runners.cli", "live", *map(str, args)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
                                      start_new_session=True)
         self.lines: list[str] = []
@@ -99,7 +99,7 @@ def test_a_live_run_killed_three_times_and_restarted_agrees_with_a_replay_of_the
              "--registry", registry, "--runner", runner, *windowing, "--early-firing", "1s",
              "--group", group, "--sink", f"file:{tmp_path / 'live' / 'results.jsonl'}"]
     producer = subprocess.Popen(
-        [sys.executable, "-m", "runners.cli", "produce", domain, "--topic", topic_name, "--bootstrap",
+        [sys.executable, "-m", "kappa.runners.cli", "produce", domain, "--topic", topic_name, "--bootstrap",
          kafka_bootstrap, "--registry", registry, "--seed", "5", "--count", str(COUNT), "--rate", str(RATE),
          "--start", "now", "--disorder", "0.2", "--max-disorder", "1s"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
@@ -140,8 +140,8 @@ def test_a_live_pubsub_run_killed_and_restarted_agrees_with_a_replay_of_the_topi
 
     from google.protobuf.duration_pb2 import Duration
 
-    from runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
-    from schemas import make_codec
+    from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
+    from kappa.schemas import make_codec
     from tests.kafka_helpers import payment_at
 
     publisher, subscriber = emulator_clients(pubsub_host)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from runners.produce import DOMAINS, DisorderSpec, Kind, plan_arrivals
+from kappa.runners.produce import DOMAINS, DisorderSpec, Kind, plan_arrivals
 
 specs = st.builds(
     DisorderSpec,

@@ -10,12 +10,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replay.durable import (CommitSpec, StartPoint, _Ledger, already_final, commit_metadata,
+from kappa.replay.durable import (CommitSpec, StartPoint, _Ledger, already_final, commit_metadata,
                             read_commit_metadata)
 from tests.beam_helpers import Sum
-from transforms.engine import KeyEngine
-from transforms.triggers import TriggerPolicy
-from transforms.windows import FixedWindows, SessionWindows, SlidingWindows
+from kappa.transforms.engine import KeyEngine
+from kappa.transforms.triggers import TriggerPolicy
+from kappa.transforms.windows import FixedWindows, SessionWindows, SlidingWindows
 
 windows = st.one_of(st.builds(FixedWindows, st.integers(1, 50)),
                     st.builds(lambda p, k: SlidingWindows(p * k, p), st.integers(1, 20), st.integers(1, 4)),

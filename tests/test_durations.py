@@ -2,7 +2,7 @@
 
 import pytest
 
-from transforms.durations import format_duration_ms, parse_duration_ms, parse_instant_ms
+from kappa.transforms.durations import format_duration_ms, parse_duration_ms, parse_instant_ms
 
 
 @pytest.mark.parametrize("text, ms", [

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from tests.beam_helpers import Sum
 from tests.reference_model import ReferenceModel
-from transforms.engine import EARLY, LATE, ON_TIME, KeyEngine
-from transforms.triggers import TriggerPolicy
-from transforms.windows import FixedWindows, SessionWindows, SlidingWindows
+from kappa.transforms.engine import EARLY, LATE, ON_TIME, KeyEngine
+from kappa.transforms.triggers import TriggerPolicy
+from kappa.transforms.windows import FixedWindows, SessionWindows, SlidingWindows
 
 END = 10**9  # a final watermark past every window
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from pipelines import result_id
-from schemas import make_codec
-from schemas.jsonform import parse_instant
+from kappa.pipelines import result_id
+from kappa.schemas import make_codec
+from kappa.schemas.jsonform import parse_instant
 from tests.kafka_helpers import create_topic, ms_of, payment_at
 from tests.test_runners import kappa
 

@@ -33,7 +33,7 @@ def test_live_read_picks_up_new_records_and_commits_them(kafka_bootstrap, kafka_
     out = tmp_path / "live.jsonl"
     group = f"live-{topic_name}"
     reader = subprocess.Popen(
-        [sys.executable, "-m", "runners.cli", "read", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
+        [sys.executable, "-m", "kappa.runners.cli", "read", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
          "--format", "avro", "--from", "latest", "--to", "never", "--commit-group", group, "--out", str(out)],
         stderr=subprocess.PIPE, text=True)
     try:

@@ -12,11 +12,11 @@ from confluent_kafka import Consumer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replay.errors import ReplayError
-from replay.kafka_source import ReadFromKafkaReplay
-from replay.manifest import DecodingSpec, Manifest, PartitionRange
-from replay.plan import plan_kafka_replay, summarize
-from schemas.jsonform import format_instant
+from kappa.replay.errors import ReplayError
+from kappa.replay.kafka_source import ReadFromKafkaReplay
+from kappa.replay.manifest import DecodingSpec, Manifest, PartitionRange
+from kappa.replay.plan import plan_kafka_replay, summarize
+from kappa.schemas.jsonform import format_instant
 from tests.kafka_helpers import create_topic, ms_of, positions, run_reads, write_log
 
 pytestmark = pytest.mark.kafka
@@ -125,7 +125,7 @@ def test_a_batched_read_emits_the_same_records_in_batches_and_the_same_dead_lett
                                                                                     topic_name):
     """A batched bounded read (for the batch windowing of replays) hands on RecordBatches
     that hold exactly the records, cutoffs included, a plain read emits one by one."""
-    from schemas.records import RecordBatch
+    from kappa.schemas.records import RecordBatch
 
     create_topic(kafka_admin, topic_name, 2)
     garbage = {(0, 5): b"\x00not avro", (1, 2): b"\xff"}
@@ -144,7 +144,7 @@ def test_a_batched_read_emits_the_same_records_in_batches_and_the_same_dead_lett
 def test_read_committed_replay_skips_aborted_transactions_and_finishes(kafka_bootstrap, kafka_admin, topic_name):
     from confluent_kafka import Producer
 
-    from schemas import make_codec
+    from kappa.schemas import make_codec
     from tests.kafka_helpers import payment_at
 
     create_topic(kafka_admin, topic_name, 1)
@@ -199,7 +199,7 @@ def test_impossible_points_are_clear_errors(kafka_bootstrap, kafka_admin, topic_
 
 
 def test_unreachable_broker_is_named_after_a_bounded_wait():
-    from runners.local.process import free_port
+    from kappa.runners.local.process import free_port
 
     port = free_port()
     with pytest.raises(ReplayError, match=f"cannot reach Kafka at 127.0.0.1:{port} within 2s"):

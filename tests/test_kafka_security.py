@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runners.home import kappa_home
-from runners.local.kafka import KafkaBroker
-from runners.local.process import free_port
+from kappa.runners.home import kappa_home
+from kappa.runners.local.kafka import KafkaBroker
+from kappa.runners.local.process import free_port
 from tests.kafka_helpers import create_topic
 from tests.test_crash_restart import _KillableRun, _ends, _read_to
 from tests.test_runners import kappa
@@ -202,9 +202,9 @@ def _admin(bootstrap: str):
 def test_settings_come_from_kappa_kafka_config_then_a_config_files_kafka_table_then_flags(tmp_path, monkeypatch):
     """Invariant: later sources win key by key (environment file, ``--config``'s [kafka],
     ``--kafka-option``), and redact hides every secret value they hold."""
-    from replay import kafka_client
-    from runners import cliargs, run_flags
-    from runners.cli import build_parser
+    from kappa.replay import kafka_client
+    from kappa.runners import cliargs, run_flags
+    from kappa.runners.cli import build_parser
 
     env_file = tmp_path / "env.properties"
     env_file.write_text("# from the environment\nsecurity.protocol=SSL\nsasl.password=env-secret\nclient.id=env\n")

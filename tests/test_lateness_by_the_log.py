@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.beam_helpers import Sum
-from transforms.engine import ON_TIME, KeyEngine
-from transforms.triggers import TriggerPolicy
-from transforms.windows import FixedWindows, SessionWindows, SlidingWindows
+from kappa.transforms.engine import ON_TIME, KeyEngine
+from kappa.transforms.triggers import TriggerPolicy
+from kappa.transforms.windows import FixedWindows, SessionWindows, SlidingWindows
 
 END = 10**9
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runners.local.process import free_port
+from kappa.runners.local.process import free_port
 from tests.test_cli_errors import kappa
 
 pytestmark = [pytest.mark.kafka, pytest.mark.pubsub]

@@ -13,9 +13,9 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines import MerchantTotals
-from schemas.records import Provenance, SourceRecord
-from transforms.windowing import LostState, _Setup, _WindowPerKeyFn
+from kappa.pipelines import MerchantTotals
+from kappa.schemas.records import Provenance, SourceRecord
+from kappa.transforms.windowing import LostState, _Setup, _WindowPerKeyFn
 
 T0 = 1_795_165_200_000
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from replay.errors import ReplayError
-from replay.manifest import DecodingSpec, Manifest, PartitionRange, code_version
+from kappa.replay.errors import ReplayError
+from kappa.replay.manifest import DecodingSpec, Manifest, PartitionRange, code_version
 
 
 def _manifest(**overrides):

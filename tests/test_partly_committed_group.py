@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from replay.kafka_log import commit_offsets
+from kappa.replay.kafka_log import commit_offsets
 from tests.kafka_helpers import create_topic, write_log
 from tests.test_runners import kappa
 

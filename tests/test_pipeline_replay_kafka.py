@@ -12,10 +12,10 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import MerchantTotals
-from replay.kafka_source import ReadFromKafkaReplay
-from replay.manifest import DecodingSpec
-from replay.plan import plan_kafka_replay
+from kappa.pipelines import MerchantTotals
+from kappa.replay.kafka_source import ReadFromKafkaReplay
+from kappa.replay.manifest import DecodingSpec
+from kappa.replay.plan import plan_kafka_replay
 from tests.beam_helpers import Collect, collected, new_tag
 from tests.kafka_helpers import create_topic, ms_of, payment_at, write_log
 

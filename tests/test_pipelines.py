@@ -11,13 +11,13 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import PIPELINES, FraudAlerts, MerchantTotals, TurnstileCounts, UserSessions, get_pipeline, to_fraud_alert
-from runners.produce import DOMAINS
-from schemas import make_codec
-from schemas.records import Provenance, SourceRecord
+from kappa.pipelines import PIPELINES, FraudAlerts, MerchantTotals, TurnstileCounts, UserSessions, get_pipeline, to_fraud_alert
+from kappa.runners.produce import DOMAINS
+from kappa.schemas import make_codec
+from kappa.schemas.records import Provenance, SourceRecord
 from tests.beam_helpers import Collect, collected, new_tag
 from tests.kafka_helpers import ms_of
-from transforms.config import ConfigError
+from kappa.transforms.config import ConfigError
 
 T0 = 1_795_165_200_000  # 2026-11-20T09:00:00Z
 

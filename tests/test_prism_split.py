@@ -10,7 +10,7 @@ runs the reproduction's counter, whose bundles are made slow on purpose, on the 
 from __future__ import annotations
 
 from bench.prism_state_repro import KEYS, count_per_key
-from runners.local.tools import install_prism
+from kappa.runners.local.tools import install_prism
 
 EVENTS = 6_000
 

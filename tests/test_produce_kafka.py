@@ -10,8 +10,8 @@ import fastavro
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from runners.cli import main
-from schemas import FileSchemaRegistry, make_codec
+from kappa.runners.cli import main
+from kappa.schemas import FileSchemaRegistry, make_codec
 
 pytestmark = pytest.mark.kafka
 

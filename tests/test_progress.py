@@ -7,10 +7,10 @@ import io
 
 from apache_beam.io.restriction_trackers import OffsetRange
 
-from replay.decoding import LIVE_STOP, offset_tracker
-from replay.manifest import Manifest, PartitionRange
-from replay.progress import RunChannel
-from runners.progress_view import ProgressView, live_line, progress_bar, replay_done, summary_lines
+from kappa.replay.decoding import LIVE_STOP, offset_tracker
+from kappa.replay.manifest import Manifest, PartitionRange
+from kappa.replay.progress import RunChannel
+from kappa.runners.progress_view import ProgressView, live_line, progress_bar, replay_done, summary_lines
 
 
 def _manifest(*ranges) -> Manifest:

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
+from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
 
 pytestmark = pytest.mark.pubsub
 

@@ -16,12 +16,12 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from google.protobuf.duration_pb2 import Duration
 
-from replay.errors import ReplayError
-from replay.manifest import DecodingSpec
-from replay.points import AtInstant, Snapshot
-from replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, prepare_replay
-from runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
-from schemas import make_codec
+from kappa.replay.errors import ReplayError
+from kappa.replay.manifest import DecodingSpec
+from kappa.replay.points import AtInstant, Snapshot
+from kappa.replay.pubsub_source import PubSubReadSettings, ReadFromPubSubReplay, prepare_replay
+from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
+from kappa.schemas import make_codec
 from tests.beam_helpers import Collect, collected, new_tag
 from tests.kafka_helpers import payment_at
 
@@ -111,7 +111,7 @@ def test_live_read_picks_up_messages_published_after_it_started(pubsub_host, cha
     publisher, subscriber, topic, live = channel
     out = tmp_path / "live.jsonl"
     reader = subprocess.Popen(
-        [sys.executable, "-m", "runners.cli", "read", "--source", f"pubsub://{DEFAULT_PROJECT}/{live.rsplit('/', 1)[1]}",
+        [sys.executable, "-m", "kappa.runners.cli", "read", "--source", f"pubsub://{DEFAULT_PROJECT}/{live.rsplit('/', 1)[1]}",
          "--format", "json", "--from", "latest", "--to", "never", "--event-time", "attribute:event_time",
          "--id-attribute", "id", "--out", str(out)],
         stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "PUBSUB_EMULATOR_HOST": pubsub_host})
@@ -141,7 +141,7 @@ def test_a_replay_deletes_the_replay_subscription_it_made(pubsub_host, channel, 
     _publish(publisher, topic, 0, 5)
     out = tmp_path / "replay.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "runners.cli", "read", "--source", f"pubsub://{DEFAULT_PROJECT}/{live.rsplit('/', 1)[1]}",
+        [sys.executable, "-m", "kappa.runners.cli", "read", "--source", f"pubsub://{DEFAULT_PROJECT}/{live.rsplit('/', 1)[1]}",
          "--format", "json", "--from", "earliest", "--to", "now", "--event-time", "attribute:event_time",
          "--out", str(out)],
         capture_output=True, text=True, timeout=180, env={**__import__("os").environ, "PUBSUB_EMULATOR_HOST": pubsub_host})

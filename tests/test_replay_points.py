@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replay.errors import ReplayError
-from replay.points import (
+from kappa.replay.errors import ReplayError
+from kappa.replay.points import (
     AfterStart, AtInstant, AtOffsets, Earliest, GroupPosition, Latest, Never, Now, Snapshot, parse_from, parse_to,
 )
-from replay.resolve import resolve_ranges
+from kappa.replay.resolve import resolve_ranges
 
 NOW = 1_795_165_200_000  # 2026-11-20T09:00:00Z
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from runners.cli import build_parser, main
-from runners.profiles import check_flink_master
-from runners.errors import KappaError
-from runners.local.process import free_port
+from kappa.runners.cli import build_parser, main
+from kappa.runners.profiles import check_flink_master
+from kappa.runners.errors import KappaError
+from kappa.runners.local.process import free_port
 
 
 def _fails(capsys, argv: list[str]) -> tuple[int, str]:

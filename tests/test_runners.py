@@ -29,7 +29,7 @@ START = "2026-11-20T09:00:00Z"
 
 
 def kappa(*args, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "runners.cli", *map(str, args)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "kappa.runners.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=_env())
     if check and done.returncode != 0:
         raise AssertionError(f"kappa {' '.join(map(str, args))} exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -83,7 +83,7 @@ class _LiveRun:
     """``kappa live`` in a child process, its stderr collected as it comes."""
 
     def __init__(self, *args):
-        self.proc = subprocess.Popen([sys.executable, "-m", "runners.cli", "live", *map(str, args)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "kappa.runners.cli", "live", *map(str, args)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -204,8 +204,8 @@ def test_the_dataflow_job_is_built_and_checked_offline(kafka_bootstrap, kafka_ad
 def test_a_live_pubsub_run_on_prism_drains_with_every_message_in_a_final_window(pubsub_host, tmp_path):
     import uuid
 
-    from runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
-    from schemas import make_codec
+    from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
+    from kappa.schemas import make_codec
     from tests.kafka_helpers import payment_at
 
     publisher, subscriber = emulator_clients(pubsub_host)

@@ -36,7 +36,7 @@ def test_a_replay_stopped_by_a_signal_exits_130_and_leaves_no_runner_process(
           "--count", "200000", "--rate", "1000", "--start", "2026-11-20T09:00:00Z", "--no-wait", timeout=600)
     run_dir = tmp_path / "run"
     replay = subprocess.Popen(
-        [sys.executable, "-m", "runners.cli", "replay", "--pipeline", "merchant_totals", "--source",
+        [sys.executable, "-m", "kappa.runners.cli", "replay", "--pipeline", "merchant_totals", "--source",
          f"kafka://{kafka_bootstrap}/{topic_name}", "--from", "earliest", "--to", "now", "--registry", str(registry),
          "--runner", runner, "--run-dir", str(run_dir), "--sink", f"file:{tmp_path / 'out' / 'totals.jsonl'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)

@@ -17,17 +17,17 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from confluent_kafka import Consumer, TopicPartition
 
-from pipelines.base import result_record
-from runners.errors import KappaError, UsageError
-from runners.local.process import free_port
-from runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
-from runners.sinks import (
+from kappa.pipelines.base import result_record
+from kappa.runners.errors import KappaError, UsageError
+from kappa.runners.local.process import free_port
+from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
+from kappa.runners.sinks import (
     ConsoleSink, FileSink, KafkaSink, PubSubSink, parse_dead_letter_sink, parse_sink, read_window_file, window_file,
     window_files,
 )
-from schemas import make_codec
-from schemas.records import DeadLetter, Provenance
-from transforms.engine import Pane
+from kappa.schemas import make_codec
+from kappa.schemas.records import DeadLetter, Provenance
+from kappa.transforms.engine import Pane
 
 MINUTE = 60_000
 T0 = 1_795_165_200_000  # 2026-11-20T09:00:00Z

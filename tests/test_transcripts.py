@@ -18,10 +18,10 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing import test_stream
 
-from schemas.records import Provenance, SourceRecord
+from kappa.schemas.records import Provenance, SourceRecord
 from tests.beam_helpers import Collect, Sum, collected, new_tag
-from transforms.config import SETTINGS, windowing_config
-from transforms.windowing import WindowPerKey
+from kappa.transforms.config import SETTINGS, windowing_config
+from kappa.transforms.windowing import WindowPerKey
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 

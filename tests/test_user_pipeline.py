@@ -50,7 +50,7 @@ def test_the_example_pipeline_live_on_prism_agrees_with_its_replay_on_direct(
 @pytest.mark.parametrize("spec, says", [
     ("examples/missing.py:PageViews", "--pipeline examples/missing.py:PageViews: no file examples/missing.py"),
     ("examples/page_views.py:Nope", "--pipeline examples/page_views.py:Nope: examples/page_views.py has no 'Nope'"),
-    ("examples/page_views.py:ViewsAndCarts", "ViewsAndCarts is not a subclass of pipelines.base.WindowedPipeline"),
+    ("examples/page_views.py:ViewsAndCarts", "ViewsAndCarts is not a subclass of kappa.pipelines.base.WindowedPipeline"),
     ("no_such_package.views:PageViews", "no module 'no_such_package'"),
     ("{broken}:Broken", "failed at line 3: ZeroDivisionError: division by zero"),
     ("page_views", "unknown pipeline (choose from fraud_alerts, merchant_totals"),

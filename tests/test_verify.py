@@ -11,11 +11,11 @@ from decimal import Decimal
 
 import pytest
 
-from runners.errors import KappaError, UsageError
-from runners.local.process import free_port
-from runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
-from runners.sinks import FileSink, parse_sink
-from runners.verify import add_parser, compare, final_panes, read_result_set
+from kappa.runners.errors import KappaError, UsageError
+from kappa.runners.local.process import free_port
+from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
+from kappa.runners.sinks import FileSink, parse_sink
+from kappa.runners.verify import add_parser, compare, final_panes, read_result_set
 from tests.test_sinks import MINUTE, T0, dead_letter, results_over, write_results
 
 
@@ -167,8 +167,8 @@ def test_a_session_merged_away_is_no_window_on_either_side():
     """A live run's early pane of a session later merged away ends with a superseded last
     pane: that window is neither final nor 'not final', so the live run agrees with a
     replay that only ever saw the merged session."""
-    from pipelines.base import result_record
-    from transforms.engine import Pane
+    from kappa.pipelines.base import result_record
+    from kappa.transforms.engine import Pane
 
     old, merged = (T0, T0 + 10_000), (T0, T0 + 15_000)
     live = [result_record("user_sessions", Pane("u", old, "EARLY", 0, False, None), {"events": 1}),

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.event_time import EventTimeSpec, InvalidEventTime
-from transforms.watermark import OutOfOrdernessWatermark
+from kappa.transforms.event_time import EventTimeSpec, InvalidEventTime
+from kappa.transforms.watermark import OutOfOrdernessWatermark
 
 steps = st.lists(st.one_of(st.tuples(st.just("event"), st.integers(-(10**12), 10**12)),
                            st.tuples(st.just("idle"), st.integers(-(10**12), 10**12))), max_size=60)

@@ -6,9 +6,9 @@ from apache_beam.utils.timestamp import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.config import ConfigError, windowing_config
-from transforms.triggers import TriggerPolicy, parse_trigger
-from transforms.windows import FixedWindows, SessionWindows, SlidingWindows, parse_window
+from kappa.transforms.config import ConfigError, windowing_config
+from kappa.transforms.triggers import TriggerPolicy, parse_trigger
+from kappa.transforms.windows import FixedWindows, SessionWindows, SlidingWindows, parse_window
 
 
 @pytest.mark.parametrize("text, spec", [

@@ -28,11 +28,11 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.records import DeadLetter, RecordBatch, SourceRecord
-from transforms.config import WindowingConfig
-from transforms.engine import ON_TIME, Aggregation, Pane, too_late_by_cutoffs
-from transforms.windowing import too_late_dead_letter
-from transforms.windows import SessionWindows
+from kappa.schemas.records import DeadLetter, RecordBatch, SourceRecord
+from kappa.transforms.config import WindowingConfig
+from kappa.transforms.engine import ON_TIME, Aggregation, Pane, too_late_by_cutoffs
+from kappa.transforms.windowing import too_late_dead_letter
+from kappa.transforms.windows import SessionWindows
 
 __all__ = ["WindowInBatch"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transforms.durations import format_duration_ms, parse_duration_ms
-from transforms.triggers import ACCUMULATION_MODES, TriggerPolicy, parse_late_firing, parse_trigger
-from transforms.windows import WindowSpec, parse_window
+from kappa.transforms.durations import format_duration_ms, parse_duration_ms
+from kappa.transforms.triggers import ACCUMULATION_MODES, TriggerPolicy, parse_late_firing, parse_trigger
+from kappa.transforms.windows import WindowSpec, parse_window
 
 __all__ = ["SETTINGS", "ConfigError", "WindowingConfig", "windowing_config"]
 

@@ -57,8 +57,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from transforms.triggers import TriggerPolicy
-from transforms.windows import SessionWindows, WindowSpec, merge_sessions
+from kappa.transforms.triggers import TriggerPolicy
+from kappa.transforms.windows import SessionWindows, WindowSpec, merge_sessions
 
 __all__ = ["Aggregation", "KeyEngine", "Pane", "TooLate", "EARLY", "ON_TIME", "LATE", "too_late_by_cutoffs"]
 

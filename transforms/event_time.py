@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from schemas.jsonform import parse_instant
+from kappa.schemas.jsonform import parse_instant
 
 __all__ = ["BROKER_TIMESTAMP_TYPES", "DEFAULT_MAX_AHEAD_MS", "EventTimeSpec", "FutureEventTime", "InvalidEventTime"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transforms.durations import format_duration_ms, parse_duration_ms
+from kappa.transforms.durations import format_duration_ms, parse_duration_ms
 
 __all__ = ["ACCUMULATION_MODES", "TriggerPolicy", "parse_late_firing", "parse_trigger"]
 

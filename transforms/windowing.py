@@ -53,11 +53,11 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from replay.durable import CommitSpec, already_final, ledger
-from schemas.records import DeadLetter
-from transforms.config import WindowingConfig
-from transforms.engine import Aggregation, KeyEngine, TooLate
-from transforms.windows import SessionWindows
+from kappa.replay.durable import CommitSpec, already_final, ledger
+from kappa.schemas.records import DeadLetter
+from kappa.transforms.config import WindowingConfig
+from kappa.transforms.engine import Aggregation, KeyEngine, TooLate
+from kappa.transforms.windows import SessionWindows
 
 __all__ = ["TOO_LATE", "LostState", "WindowPerKey", "too_late_dead_letter"]
 

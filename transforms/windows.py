@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transforms.durations import format_duration_ms, parse_duration_ms
+from kappa.transforms.durations import format_duration_ms, parse_duration_ms
 
 __all__ = ["FixedWindows", "SessionWindows", "SlidingWindows", "WindowSpec", "merge_sessions", "parse_window"]
 

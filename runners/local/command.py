@@ -7,11 +7,11 @@ import json
 import shutil
 import time
 
-from runners import cliargs
-from runners.home import kappa_home
-from runners.local import tools
-from runners.local.kafka import KAFKA_VERSION, KafkaBroker, install_kafka
-from runners.local.pubsub import PubSubEmulator
+from kappa.runners import cliargs
+from kappa.runners.home import kappa_home
+from kappa.runners.local import tools
+from kappa.runners.local.kafka import KAFKA_VERSION, KafkaBroker, install_kafka
+from kappa.runners.local.pubsub import PubSubEmulator
 
 __all__ = ["add_parser", "local_stack"]
 

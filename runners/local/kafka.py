@@ -15,8 +15,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from runners.errors import KappaError
-from runners.local.process import ServerProcess, find_java, port_in_use
+from kappa.runners.errors import KappaError
+from kappa.runners.local.process import ServerProcess, find_java, port_in_use
 
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "install_kafka", "kafka_lib_dir"]
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from runners.errors import KappaError
+from kappa.runners.errors import KappaError
 
 __all__ = ["ServerProcess", "find_java", "free_port", "port_in_use"]
 

@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from runners.errors import KappaError
-from runners.local.process import ServerProcess, find_java, port_in_use
+from kappa.runners.errors import KappaError
+from kappa.runners.local.process import ServerProcess, find_java, port_in_use
 
 __all__ = ["DEFAULT_PROJECT", "PubSubEmulator", "emulator_clients", "find_emulator"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import apache_beam
 
-from runners.errors import KappaError
+from kappa.runners.errors import KappaError
 
 __all__ = ["BEAM_VERSION", "FLINK_JOB_SERVER_BEAM", "FLINK_VERSION", "flink_job_server_jar", "install_flink_job_server",
            "install_prism", "prism_binary"]

@@ -7,15 +7,15 @@ import os
 import time
 from pathlib import Path
 
-from runners import cliargs
-from runners.errors import KappaError
-from runners.home import default_registry_path
-from runners.kafka_util import admin_client, ensure_topic, resolve_bootstrap
-from runners.produce.disorder import DisorderSpec, plan_arrivals
-from runners.produce.domains import DOMAINS
-from runners.produce.writer import ARCHIVE_SUFFIXES, Progress, produce_events
-from schemas import FileSchemaRegistry, make_codec
-from schemas.codec import FORMATS
+from kappa.runners import cliargs
+from kappa.runners.errors import KappaError
+from kappa.runners.home import default_registry_path
+from kappa.runners.kafka_util import admin_client, ensure_topic, resolve_bootstrap
+from kappa.runners.produce.disorder import DisorderSpec, plan_arrivals
+from kappa.runners.produce.domains import DOMAINS
+from kappa.runners.produce.writer import ARCHIVE_SUFFIXES, Progress, produce_events
+from kappa.schemas import FileSchemaRegistry, make_codec
+from kappa.schemas.codec import FORMATS
 
 __all__ = ["add_parser"]
 

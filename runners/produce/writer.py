@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replay.kafka_client import client_config
-from runners.errors import KappaError
-from runners.produce.disorder import Arrival, Kind
-from runners.produce.domains import Domain
-from schemas import Codec, load_schema, make_codec
-from schemas.jsonform import format_instant
+from kappa.replay.kafka_client import client_config
+from kappa.runners.errors import KappaError
+from kappa.runners.produce.disorder import Arrival, Kind
+from kappa.runners.produce.domains import Domain
+from kappa.schemas import Codec, load_schema, make_codec
+from kappa.schemas.jsonform import format_instant
 
 __all__ = ["ARCHIVE_SUFFIXES", "Progress", "ProduceSummary", "produce_events"]
 
