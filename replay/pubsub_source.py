@@ -43,7 +43,7 @@ from kappa.replay.points import AtInstant, Earliest, FromPoint, Snapshot
 from kappa.schemas.records import Provenance, SourceRecord
 from kappa.transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec
 
-__all__ = ["PubSubReadSettings", "ReadFromPubSubReplay", "delete_replay_subscription", "prepare_replay",
+__all__ = ["PubSubReadSettings", "emulator_clients", "ReadFromPubSubReplay", "delete_replay_subscription", "prepare_replay",
            "pubsub_clients"]
 
 _SEEN_LIMIT = 200_000  # ids remembered for deduplication
@@ -80,12 +80,22 @@ class PubSubReadSettings:
 def pubsub_clients(emulator_host: str | None):
     """(publisher, subscriber): plain gRPC to an emulator, or the default Google clients."""
     if emulator_host:
-        from kappa.runners.local.pubsub import emulator_clients
-
         return emulator_clients(emulator_host)
     from google.cloud import pubsub_v1
 
     return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+
+
+def emulator_clients(host: str):
+    """(PublisherClient, SubscriberClient) talking plain gRPC to the emulator at ``host``."""
+    import grpc
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host)))
+    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
+    return publisher, subscriber
 
 
 def prepare_replay(subscription: str, start: FromPoint, emulator_host: str | None = None,

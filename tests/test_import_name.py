@@ -29,3 +29,12 @@ def test_outside_the_checkout_kappa_imports_and_the_bare_folder_names_do_not():
     done = subprocess.run([sys.executable, "-c", probe], cwd="/", capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_event_time_and_replay_layers_never_import_the_cli_and_runner_layer():
+    """Layering: replay/, transforms/, schemas/ and pipelines/ are a library; runners/ (the
+    CLI, sinks, the local stack) builds on them, never the other way round."""
+    offenders = [f"{p.relative_to(ROOT)}: {line.strip()}" for folder in ("replay", "transforms", "schemas", "pipelines")
+                 for p in (ROOT / folder).rglob("*.py") for line in p.read_text().splitlines()
+                 if re.match(r"\s*(from|import) kappa\.runners\b", line)]
+    assert offenders == []

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from kappa.replay.pubsub_source import emulator_clients
 from kappa.runners.errors import KappaError
 from kappa.runners.local.process import ServerProcess, find_java, port_in_use
 
@@ -34,18 +35,6 @@ def find_emulator() -> Path:
         "Pub/Sub emulator not found: install the gcloud SDK with its 'pubsub-emulator' component, "
         "or set KAPPA_PUBSUB_EMULATOR to its cloud-pubsub-emulator launcher"
     )
-
-
-def emulator_clients(host: str):
-    """(PublisherClient, SubscriberClient) talking plain gRPC to the emulator at ``host``."""
-    import grpc
-    from google.cloud import pubsub_v1
-    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
-    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host)))
-    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
-    return publisher, subscriber
 
 
 class PubSubEmulator:
