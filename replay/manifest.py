@@ -66,11 +66,11 @@ class DecodingSpec:
     schema_ids: tuple[int, ...] = ()  #: ids registered under the subject at launch
 
     def make_codec(self):
-        from kappa.schemas import FileSchemaRegistry, make_codec
+        from kappa.schemas import make_codec, open_registry
         from kappa.schemas.catalog import SCHEMA_NAMES
 
         schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
-        registry = FileSchemaRegistry(self.registry) if self.registry else None
+        registry = open_registry(self.registry) if self.registry else None
         return make_codec(self.format, schema, registry=registry)
 
 

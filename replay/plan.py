@@ -53,9 +53,9 @@ def _with_schema_ids(decoding: DecodingSpec) -> DecodingSpec:
         return decoding
     from dataclasses import replace
 
-    from kappa.schemas import FileSchemaRegistry
+    from kappa.schemas import open_registry
 
-    ids = FileSchemaRegistry(decoding.registry).subjects().get(decoding.subject, [])
+    ids = open_registry(decoding.registry).subject_ids(decoding.subject)
     return replace(decoding, schema_ids=tuple(ids))
 
 

@@ -21,6 +21,7 @@ from kappa.runners.produce import command as produce_command
 from kappa.runners import cliargs, replay_command, run_flags
 from kappa.runners.children import end_children
 from kappa.replay.errors import ReplayError
+from kappa.schemas.registry import RegistryUnavailable
 
 __all__ = ["build_parser", "main"]
 
@@ -81,11 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         run_flags.preload_config(argv)
         args = parser.parse_args(argv)
         cliargs.apply_kafka_flags(args)
+        cliargs.apply_registry_flags(args)
         return args.run(args)
     except UsageError as err:
         print(f"kappa: error: {err}", file=sys.stderr)
         return 2
-    except (KappaError, ReplayError) as err:
+    except (KappaError, ReplayError, RegistryUnavailable) as err:
         print(f"kappa: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from kappa.runners.errors import UsageError
 from kappa.transforms.durations import parse_duration_ms, parse_instant_ms
 
-__all__ = ["add_kafka_flags", "apply_kafka_flags", "duration_ms", "fraction", "instant_ms", "non_negative_int", "positive_float", "positive_int", "port"]
+__all__ = ["add_kafka_flags", "add_registry_flags", "apply_kafka_flags", "apply_registry_flags", "duration_ms", "fraction", "instant_ms", "non_negative_int", "positive_float", "positive_int", "port"]
 
 
 def positive_int(text: str) -> int:
@@ -93,3 +94,33 @@ def apply_kafka_flags(args: argparse.Namespace) -> None:
         return
     settings = read_properties(args.kafka_config) if args.kafka_config else {}
     configure({**settings, **parse_options(args.kafka_option or [])})
+
+
+def add_registry_flags(group, default_path) -> None:
+    """``--registry`` (a file, or a Confluent-API registry's URL) and ``--registry-option``."""
+    group.add_argument("--registry", metavar="FILE|URL",
+                       help=f"schema registry: a JSON file (default {default_path}) or the URL of a Confluent-API "
+                            "registry, e.g. https://psrc-xxxx.europe-west3.gcp.confluent.cloud")
+    group.add_argument("--registry-option", action="append", default=None, metavar="KEY=VALUE",
+                       help="a setting of the HTTP registry client, repeatable, e.g. "
+                            "basic.auth.user.info=KEY:SECRET or ssl.ca.location=ca.pem; never written down")
+
+
+def apply_registry_flags(args: argparse.Namespace) -> None:
+    """Credentials of an HTTP registry (``--registry-option``, or ``user:password@`` in its
+    URL) stay in this process; the URL kappa writes down has none."""
+    from urllib.parse import unquote, urlsplit
+
+    from kappa.schemas.registry import configure_http_registry
+
+    settings = {}
+    for option in getattr(args, "registry_option", None) or []:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--registry-option {option!r}: write key=value, e.g. basic.auth.user.info=KEY:SECRET")
+        settings[key.strip()] = value.strip()
+    location = getattr(args, "registry", None) or ""
+    netloc = urlsplit(location).netloc if location.startswith(("http://", "https://")) else ""
+    if "@" in netloc:
+        settings.setdefault("basic.auth.user.info", unquote(netloc.rsplit("@", 1)[0]))
+    configure_http_registry(settings)

@@ -29,7 +29,7 @@ from kappa.runners.local.command import local_stack
 from kappa.runners.produce import DOMAINS, DisorderSpec, plan_arrivals, produce_events
 from kappa.runners.produce.writer import Progress
 from kappa.runners.sinks import read_window_file, window_files
-from kappa.schemas import FileSchemaRegistry, make_codec
+from kappa.schemas import make_codec, open_registry
 
 __all__ = ["add_parser"]
 
@@ -72,7 +72,7 @@ def run(args) -> int:
     domain = DOMAINS["payments"]
     plan = plan_arrivals(count, args.seed, int(time.time() * 1000), args.rate,
                          DisorderSpec(disorder_fraction=0.1, max_disorder_ms=5_000))
-    codec = make_codec("confluent", domain.schema, FileSchemaRegistry(default_registry_path()), f"{topic}-value")
+    codec = make_codec("confluent", domain.schema, open_registry(default_registry_path()), f"{topic}-value")
     summary = produce_events(domain, plan, args.seed, kafka=(broker.bootstrap, topic, codec), wait=True,
                              progress=Progress("produce payments"))
     print("\n".join(summary.lines(domain, f"{topic} at {broker.bootstrap}")))

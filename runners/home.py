@@ -19,6 +19,10 @@ def kappa_home() -> Path:
     return Path.home() / ".kappa"
 
 
-def default_registry_path() -> Path:
-    """The file-backed schema registry shared by producers and readers on this host."""
-    return Path(os.environ.get("KAPPA_REGISTRY") or kappa_home() / "schema-registry.json")
+def default_registry_path() -> Path | str:
+    """The schema registry of ``$KAPPA_REGISTRY`` (a file or an HTTP registry's URL), else the
+    file-backed one shared by producers and readers on this host."""
+    chosen = os.environ.get("KAPPA_REGISTRY")
+    if chosen and chosen.startswith(("http://", "https://")):
+        return chosen
+    return Path(chosen or kappa_home() / "schema-registry.json")

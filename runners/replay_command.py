@@ -16,6 +16,7 @@ from kappa.runners.profiles import profile_for
 from kappa.runners.progress_view import metric_counts
 from kappa.runners.sinks import AppendLinesFn
 from kappa.runners.home import default_registry_path
+from kappa.schemas.registry import public_location
 from kappa.replay.errors import ReplayError
 from kappa.replay.manifest import DecodingSpec, Manifest
 from kappa.replay.resolve import ON_MISSING
@@ -84,7 +85,7 @@ def _add_source_flags(p, required: bool = True) -> None:
     p.add_argument("--format", choices=FORMATS, default="confluent", help="value encoding (default confluent)")
     p.add_argument("--schema", default="payment",
                    help=f"reader schema: one of {', '.join(SCHEMA_NAMES)} or an .avsc file (default payment)")
-    p.add_argument("--registry", type=Path, help=f"schema registry file (default {default_registry_path()})")
+    cliargs.add_registry_flags(p, default_registry_path())
     p.add_argument("--event-time", default="field:timestamp",
                    help="field:<name> | create_time | log_append_time (Kafka) | publish_time | attribute:<name> "
                         "(Pub/Sub) (default field:timestamp)")
@@ -204,7 +205,7 @@ def decoding_spec(args, schema: str, topic: str | None = None) -> DecodingSpec:
     and, on a Kafka topic, the topic's value subject."""
     if args.format != "confluent":
         return DecodingSpec(args.format, schema)
-    return DecodingSpec(args.format, schema, str(args.registry or default_registry_path()),
+    return DecodingSpec(args.format, schema, public_location(str(args.registry or default_registry_path())),
                         f"{topic}-value" if topic else None)
 
 

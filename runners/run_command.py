@@ -33,6 +33,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from kappa.pipelines import PIPELINES, get_pipeline
+from kappa.schemas.registry import public_location
 from kappa.replay.errors import NoCommits, ReplayError
 from kappa.replay.kafka_log import commit_offsets
 from kappa.replay.manifest import Manifest
@@ -167,6 +168,8 @@ def prepare(args, live: bool) -> Job:
     group = _live_group(args, pipeline.name) if live and isinstance(source, KafkaSource) else None
     if manifest_in is not None:
         manifest = replace(manifest_in, pipeline=described, ranges=tuple(_still_there(manifest_in, args)))
+        if args.registry and manifest.decoding.registry:  # the same schemas, from another registry
+            manifest = replace(manifest, decoding=replace(manifest.decoding, registry=public_location(args.registry)))
     elif isinstance(source, KafkaSource):
         manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, group, described)
     else:

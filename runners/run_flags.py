@@ -83,7 +83,7 @@ def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:
     source.add_argument("--format", choices=FORMATS, default="confluent", help="value encoding (default confluent)")
     source.add_argument("--schema", help=f"reader schema: {', '.join(SCHEMA_NAMES)} or an .avsc file "
                                          "(default: the pipeline's input schema)")
-    source.add_argument("--registry", type=Path, help=f"schema registry file (default {default_registry_path()})")
+    cliargs.add_registry_flags(source, default_registry_path())
     source.add_argument("--event-time", default="field:timestamp", help="field:<name> | create_time | "
                         "log_append_time | publish_time | attribute:<name> (default field:timestamp)")
     source.add_argument("--max-event-time-ahead", type=cliargs.duration_ms, default=DEFAULT_MAX_AHEAD_MS,

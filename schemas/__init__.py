@@ -17,7 +17,8 @@ from kappa.schemas.codec import (
     JsonCodec,
     make_codec,
 )
-from kappa.schemas.registry import FileSchemaRegistry, SchemaRegistry, UnknownSchemaError
+from kappa.schemas.registry import (FileSchemaRegistry, HttpSchemaRegistry, RegistryUnavailable, SchemaRegistry,
+                                    UnknownSchemaError, open_registry)
 
 __all__ = [
     "SCHEMA_NAMES",
@@ -27,10 +28,13 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FileSchemaRegistry",
+    "HttpSchemaRegistry",
     "JsonCodec",
+    "RegistryUnavailable",
     "SchemaRegistry",
     "UnknownSchemaError",
     "load_schema",
     "make_codec",
+    "open_registry",
     "parse_schema_file",
 ]

@@ -1,8 +1,8 @@
 """Schema registries: where Confluent wire-format schema ids are resolved.
 
 The interface mirrors Confluent Schema Registry's core (register a schema under a
-subject, look one up by id) so an HTTP client can stand in for the file-backed
-registry later without touching the codecs.
+subject, look one up by id): a JSON file (one host) or an HTTP registry
+(``--registry https://...``), the codecs cannot tell which.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-__all__ = ["FileSchemaRegistry", "SchemaRegistry", "UnknownSchemaError"]
+__all__ = ["FileSchemaRegistry", "HttpSchemaRegistry", "RegistryUnavailable", "SchemaRegistry", "UnknownSchemaError",
+           "configure_http_registry", "open_registry", "public_location"]
 
 
 class UnknownSchemaError(LookupError):
@@ -85,6 +87,10 @@ class FileSchemaRegistry:
     def subjects(self) -> dict[str, list[int]]:
         return self._read()["subjects"]
 
+    def subject_ids(self, subject: str) -> list[int]:
+        """The ids of ``subject``'s versions, oldest first (none if the subject is unknown)."""
+        return list(self.subjects().get(subject, []))
+
     def _read(self) -> dict:
         try:
             return json.loads(self.path.read_text())
@@ -102,3 +108,90 @@ class FileSchemaRegistry:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
+
+
+#: Settings of the HTTP registry client (``--registry-option key=value``: basic.auth.user.info,
+#: bearer.auth.*, ssl.ca.location, ...), held in this process only, never written.
+_HTTP_SETTINGS: dict[str, str] = {}
+
+
+def configure_http_registry(settings: dict[str, str]) -> None:
+    _HTTP_SETTINGS.clear()
+    _HTTP_SETTINGS.update(settings)
+
+
+def public_location(location: str) -> str:
+    """``location`` as it may be written down: a URL without the credentials it may carry."""
+    parts = urlsplit(location)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return location
+
+
+def open_registry(location: str | Path) -> SchemaRegistry:
+    """``http(s)://...``: a Confluent-API schema registry; anything else: a registry file."""
+    text = str(location)
+    if text.startswith(("http://", "https://")):
+        return HttpSchemaRegistry(text)
+    return FileSchemaRegistry(text)
+
+
+class HttpSchemaRegistry:
+    """A Confluent Schema Registry (or one speaking its REST API) through confluent-kafka's
+    SchemaRegistryClient: writer schemas fetched by id once and cached; ``register`` puts a
+    schema under a subject (``kappa produce``: ``<topic>-value``). Credentials come from
+    the URL's ``user:password@`` or ``--registry-option basic.auth.user.info=user:password``."""
+
+    def __init__(self, url: str):
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        parts = urlsplit(url)
+        self.url = public_location(url)
+        config = {"url": self.url, **_HTTP_SETTINGS}
+        if "@" in parts.netloc:
+            config.setdefault("basic.auth.user.info", unquote(parts.netloc.rsplit("@", 1)[0]))
+        self._client = SchemaRegistryClient(config)
+        self._by_id: dict[int, dict] = {}
+
+    def register(self, subject: str, schema: dict) -> int:
+        from confluent_kafka.schema_registry import Schema
+
+        return self._call(lambda: self._client.register_schema(subject, Schema(json.dumps(schema), "AVRO")),
+                          f"registering a schema under {subject!r}")
+
+    def schema_by_id(self, schema_id: int) -> dict:
+        if schema_id not in self._by_id:
+            found = self._call(lambda: self._client.get_schema(schema_id), f"schema id {schema_id}")
+            self._by_id[schema_id] = json.loads(found.schema_str)
+        return self._by_id[schema_id]
+
+    def latest(self, subject: str) -> tuple[int, dict]:
+        found = self._call(lambda: self._client.get_latest_version(subject), f"subject {subject!r}")
+        return found.schema_id, json.loads(found.schema.schema_str)
+
+    def subject_ids(self, subject: str) -> list[int]:
+        """The ids of ``subject``'s versions, oldest first (none if the subject is unknown)."""
+        try:
+            versions = self._call(lambda: self._client.get_versions(subject), f"subject {subject!r}")
+        except UnknownSchemaError:
+            return []
+        return [self._call(lambda: self._client.get_version(subject, v), f"subject {subject!r}").schema_id
+                for v in versions]
+
+    def _call(self, request, what: str):
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            return request()
+        except SchemaRegistryError as err:
+            if err.http_status_code == 404:
+                raise UnknownSchemaError(f"{what} is not in the registry {self.url}") from None
+            raise RegistryUnavailable(f"schema registry {self.url}: {what}: HTTP {err.http_status_code}: "
+                                      f"{err.error_message}") from None
+        except Exception as err:  # requests' connection errors, TLS, DNS
+            raise RegistryUnavailable(f"schema registry {self.url} did not answer ({what}): "
+                                      f"{type(err).__name__}: {str(err)[:200]}") from None
+
+
+class RegistryUnavailable(RuntimeError):
+    """The HTTP registry refused or could not be reached."""

@@ -14,7 +14,7 @@ from kappa.runners.kafka_util import admin_client, ensure_topic, resolve_bootstr
 from kappa.runners.produce.disorder import DisorderSpec, plan_arrivals
 from kappa.runners.produce.domains import DOMAINS
 from kappa.runners.produce.writer import ARCHIVE_SUFFIXES, Progress, produce_events
-from kappa.schemas import FileSchemaRegistry, make_codec
+from kappa.schemas import make_codec, open_registry
 from kappa.schemas.codec import FORMATS
 
 __all__ = ["add_parser"]
@@ -61,8 +61,7 @@ def add_parser(subparsers) -> None:
                    help="how late a late event is, at least (default 5m)")
     p.add_argument("--format", choices=FORMATS, default="confluent",
                    help="value encoding on Kafka (default confluent: magic byte, schema id, Avro)")
-    p.add_argument("--registry", type=Path, default=None,
-                   help=f"file-backed schema registry for --format confluent (default {default_registry_path()})")
+    cliargs.add_registry_flags(p, default_registry_path())
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
     p.add_argument("--partitions", type=cliargs.positive_int, default=4,
                    help="partitions if the topic has to be created (default 4)")
@@ -96,7 +95,7 @@ def run(args) -> int:
         bootstrap = resolve_bootstrap(args.bootstrap)
         topic = args.topic or domain.topic
         partitions = ensure_topic(admin_client(bootstrap), topic, args.partitions)
-        registry = FileSchemaRegistry(args.registry or default_registry_path())
+        registry = open_registry(args.registry or default_registry_path())
         codec = make_codec(args.format, domain.schema, registry=registry, subject=f"{topic}-value")
         kafka = (bootstrap, topic, codec)
         target = f"{topic} ({partitions} partitions, {args.format}) at {bootstrap}"
