@@ -147,7 +147,7 @@ def prepare(args, live: bool) -> Job:
         raise UsageError(f"--source {args.source}: an archive file is history; use `kappa replay` for it")
     sink = parse_sink(args.sink, "--sink")
     if live and isinstance(sink, FileSink) and isinstance(config.window, SessionWindows):
-        sink = replace(sink, sessions=True)  # a restart's orphan session panes are removed (runners/sinks.py)
+        sink = replace(sink, sessions=True)  # a restart's orphan session panes are removed (runners/sinks/files.py)
     dead_sink = parse_dead_letter_sink(args.dead_letter) if args.dead_letter else sink.dead_letter_default()
     if args.runner == "dataflow" and not args.dry_run and isinstance(sink, (FileSink, ConsoleSink)):
         raise UsageError(f"--sink {args.sink}: Dataflow workers would write it on their own disks; "

@@ -1,6 +1,6 @@
 """``kappa verify A B``: do two result sets hold the same final window values?
 
-A and B are addresses in the sink grammar (``runners/sinks.py``): ``file:PATH.jsonl``
+A and B are addresses in the sink grammar (``runners/sinks/``): ``file:PATH.jsonl``
 or ``.avro`` (every window file of that sink), ``kafka://HOST:PORT/TOPIC[?format=avro]``
 (every partition from its start to the high watermark seen when the read starts), or
 ``pubsub://projects/P/subscriptions/S`` (pulled and acked until quiet for --timeout).
