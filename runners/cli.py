@@ -14,13 +14,11 @@ import signal
 import sys
 import threading
 
-from kappa.runners import demo, run_command, verify
-from kappa.runners.errors import KappaError, UsageError
-from kappa.runners.local import command as local_command
-from kappa.runners.produce import command as produce_command
-from kappa.runners import cliargs, replay_command, run_flags
-from kappa.runners.children import end_children
 from kappa.replay.errors import ReplayError
+from kappa.runners import cliargs
+from kappa.runners.children import end_children
+from kappa.runners.commands import demo, local, plan_read, produce, run, run_flags, verify
+from kappa.runners.errors import KappaError, UsageError
 from kappa.schemas.registry import RegistryUnavailable
 
 __all__ = ["build_parser", "main"]
@@ -35,10 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    local_command.add_parser(sub)
-    produce_command.add_parser(sub)
-    replay_command.add_parsers(sub)
-    run_command.add_parsers(sub)
+    local.add_parser(sub)
+    produce.add_parser(sub)
+    plan_read.add_parsers(sub)
+    run.add_parsers(sub)
     verify.add_parser(sub)
     demo.add_parser(sub)
     return parser

@@ -149,7 +149,7 @@ class _Flink(_Profile):
             args.append(f"--parallelism={settings.parallelism}")
         # No checkpointing by default: with it, Beam keeps Flink's impulse source alive for ever and a
         # drained job never finishes. Without it Flink never finalizes bundles, so a live run's offsets
-        # are committed when it drains (see run_command), not while it runs.
+        # are committed when it drains (see runners/commands/run.py), not while it runs.
         return args
 
 

@@ -26,7 +26,7 @@ from kappa.replay.errors import ReplayError
 from kappa.replay.kafka_source import _LiveClock, _RecordedClock
 from kappa.replay.manifest import DecodingSpec, Manifest, PartitionRange
 from kappa.replay.progress import RunChannel
-from kappa.runners.run_command import _clock_marks
+from kappa.runners.commands.run import _clock_marks
 from kappa.schemas import make_codec
 from kappa.schemas.jsonform import format_instant
 from tests.kafka_helpers import create_topic, payment_at, run_reads, write_log

@@ -15,7 +15,7 @@ from kappa.runners.errors import KappaError, UsageError
 from kappa.runners.local.process import free_port
 from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
 from kappa.runners.sinks import FileSink, parse_sink
-from kappa.runners.verify import add_parser, compare, final_panes, read_result_set
+from kappa.runners.commands.verify import add_parser, compare, final_panes, read_result_set
 from tests.test_sinks import MINUTE, T0, dead_letter, results_over, write_results
 
 

@@ -1,4 +1,5 @@
-"""``kappa produce``: seeded demo events with controlled disorder, to Kafka and/or an archive."""
+"""Seeded demo events with controlled disorder, to Kafka and/or an archive (the ``kappa
+produce`` command is ``kappa.runners.commands.produce``)."""
 
 from kappa.runners.produce.disorder import Arrival, DisorderSpec, Kind, plan_arrivals
 from kappa.runners.produce.domains import DOMAINS, Domain

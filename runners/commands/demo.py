@@ -25,7 +25,7 @@ from kappa.runners import cliargs
 from kappa.runners.errors import KappaError
 from kappa.runners.home import default_registry_path
 from kappa.runners.kafka_util import admin_client, ensure_topic
-from kappa.runners.local.command import local_stack
+from kappa.runners.commands.local import local_stack
 from kappa.runners.produce import DOMAINS, DisorderSpec, plan_arrivals, produce_events
 from kappa.runners.produce.writer import Progress
 from kappa.runners.sinks import read_window_file, window_files

@@ -44,8 +44,8 @@ from kappa.runners.errors import KappaError, UsageError
 from kappa.runners.home import kappa_home
 from kappa.runners.profiles import DataflowSettings, RunnerSettings, profile_for
 from kappa.runners.progress_view import ProgressView, metric_counts, summary_lines
-from kappa.runners.replay_command import decoding_spec, pubsub_settings
-from kappa.runners.run_flags import add_run_flags
+from kappa.runners.commands.plan_read import decoding_spec, pubsub_settings
+from kappa.runners.commands.run_flags import add_run_flags
 from kappa.runners.sinks import ConsoleSink, FileSink, parse_dead_letter_sink, parse_sink
 from kappa.transforms.config import SETTINGS, ConfigError, windowing_config
 from kappa.transforms.durations import format_duration_ms
