@@ -5,6 +5,7 @@ cannot be loaded is one line naming why."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -63,3 +64,43 @@ def test_a_pipeline_that_cannot_be_loaded_is_one_line_naming_why(tmp_path, spec,
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("kappa: error: --pipeline"), done.stderr
     assert says in lines[0], lines[0]
+
+
+def test_a_users_own_package_named_pipelines_is_theirs_not_kappas(kafka_bootstrap, kafka_admin, topic_name, tmp_path):
+    """kappa installs as one name, kappa: a user's package called ``pipelines`` (a common
+    name) is the one ``--pipeline pipelines.views:Views`` loads."""
+    import subprocess
+    import sys
+
+    from tests.test_runners import _env
+
+    create_topic(kafka_admin, topic_name, 1)
+    registry = tmp_path / "registry.json"
+    kappa("produce", "commerce", "--topic", topic_name, "--bootstrap", kafka_bootstrap, "--registry", registry,
+          "--seed", "3", "--count", "200", "--rate", "10", "--start", "2026-11-20T09:00:00Z", "--no-wait")
+    package = tmp_path / "work" / "pipelines"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "views.py").write_text(
+        "from kappa.pipelines.base import WindowedPipeline\n\n\n"
+        "class Count:\n"
+        "    def create(self): return 0\n"
+        "    def add(self, acc, _): return acc + 1\n"
+        "    def merge(self, accs): return sum(accs)\n"
+        "    def extract(self, acc): return acc\n\n\n"
+        "class Views(WindowedPipeline):\n"
+        "    name = 'my_views'\n"
+        "    input_schema = 'commerce_event'\n"
+        "    DEFAULTS = {'window': '1m'}\n\n"
+        "    def key_of(self, event): return event['category']\n\n"
+        "    def aggregation(self): return Count()\n\n"
+        "    def values(self, n): return {'events': n}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "kappa.runners.cli", "replay", "--pipeline", "pipelines.views:Views", "--source",
+         f"kafka://{kafka_bootstrap}/{topic_name}", "--registry", str(registry), "--runner", "direct",
+         "--sink", f"file:{tmp_path / 'out' / 'views.jsonl'}", "--quiet"],
+        cwd=package.parent, capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = [line for p in (tmp_path / "out").glob("views-*.jsonl") for line in p.read_text().splitlines()]
+    assert results and all('"pipeline":"my_views"' in line for line in results)
+    assert sum(json.loads(line)["events"] for line in results) == 200
