@@ -108,6 +108,18 @@ class ClientErrors:
     def __call__(self, err) -> None:
         self.last = err
 
+    def refused(self, client) -> bool:
+        """Whether the cluster refused us (authentication or TLS): waiting longer cannot help."""
+        from confluent_kafka import KafkaError
+
+        client.poll(0)
+        if self.last is None:
+            return False
+        # A TLS 1.3 broker rejects a missing or untrusted client certificate after the
+        # handshake: librdkafka reports a transport error carrying the TLS alert.
+        return (self.last.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)
+                or "ssl/tls alert" in self.last.str().lower())
+
     def cause(self, client) -> str:
         """``": <the error>"`` (secrets hidden), or ``""``; serves ``client``'s queued callbacks first."""
         client.poll(0)

@@ -4,6 +4,7 @@ and making sure a topic exists."""
 from __future__ import annotations
 
 import os
+import time
 
 from kappa.replay.kafka_client import ClientErrors, client_config
 from kappa.runners.errors import KappaError
@@ -25,15 +26,19 @@ def admin_client(bootstrap: str, timeout_s: float = 10.0):
 
     errors = ClientErrors()
     admin = AdminClient(client_config({"bootstrap.servers": bootstrap, "log_level": 0, "error_cb": errors}))
-    try:
-        admin.list_topics(timeout=timeout_s)
-    except KafkaException:
-        cause = errors.cause(admin)
-        raise KappaError(
-            f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s" + (cause or
-            " (start the local broker with `kappa local up`, or point --bootstrap / KAFKA_BOOTSTRAP at a cluster)")
-        ) from None
-    return admin
+    deadline = time.monotonic() + timeout_s
+    while True:  # short requests: a cluster that refuses the credentials is reported at once
+        try:
+            admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+            return admin
+        except KafkaException:
+            if time.monotonic() < deadline and not errors.refused(admin):
+                continue
+            waited = "" if errors.refused(admin) else f" within {timeout_s:.0f}s"
+            cause = errors.cause(admin)
+            raise KappaError(f"cannot reach Kafka at {bootstrap}{waited}" + (cause or (
+                " (start the local broker with `kappa local up`, or point --bootstrap / KAFKA_BOOTSTRAP at a "
+                "cluster)"))) from None
 
 
 def ensure_topic(admin, topic: str, partitions: int) -> int:
