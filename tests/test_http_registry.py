@@ -63,3 +63,19 @@ def test_a_refused_registry_is_one_line_naming_it(registry, kafka_bootstrap, kaf
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert lines[0].startswith(f"kappa: error: schema registry {registry.url}: subject ") and "HTTP 401" in lines[0]
+
+
+def test_a_replay_whose_registry_file_does_not_exist_is_refused_before_it_dead_letters_everything(
+        kafka_bootstrap, kafka_admin, topic_name, tmp_path):
+    create_topic(kafka_admin, topic_name, 1)
+    kappa("produce", "payments", "--topic", topic_name, "--bootstrap", kafka_bootstrap,
+          "--registry", tmp_path / "registry.json", "--count", "10", "--no-wait")
+    missing = tmp_path / "elsewhere.json"
+    done = kappa("replay", "--pipeline", "merchant_totals", "--source", f"kafka://{kafka_bootstrap}/{topic_name}",
+                 "--registry", missing, "--runner", "direct", "--sink", f"file:{tmp_path / 'out' / 't.jsonl'}",
+                 check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"kappa: error: --registry {missing}: no such schema registry file, so no record could be decoded "
+        "(give the file `kappa produce` wrote, or an https:// registry)")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

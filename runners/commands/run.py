@@ -174,6 +174,8 @@ def prepare(args, live: bool) -> Job:
         manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, group, described)
     else:
         manifest = None
+    if not live and manifest is not None:
+        _registry_exists(manifest)
     durable = None
     if group is not None and manifest is not None:
         manifest, durable = _durable_commits(args, manifest, group, config, run_dir)
@@ -188,6 +190,16 @@ def prepare(args, live: bool) -> Job:
         manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
                str(source or args.manifest), group, durable)
+
+
+def _registry_exists(manifest: Manifest) -> None:
+    """A replay of Confluent-format records needs its registry file: a missing one would
+    read as empty and turn every record into a decode_error dead letter."""
+    registry, decoding = manifest.decoding.registry, manifest.decoding
+    if (decoding.format == "confluent" and registry and not registry.startswith(("http://", "https://"))
+            and not Path(registry).exists() and any(r.stop is None or r.stop > r.start for r in manifest.ranges)):
+        raise UsageError(f"--registry {registry}: no such schema registry file, so no record could be decoded "
+                         "(give the file `kappa produce` wrote, or an https:// registry)")
 
 
 def _durable_acks(source: PubSubSource, config, run_dir: Path):
