@@ -62,7 +62,8 @@ def count_per_key(prism: str, events: int) -> dict[str, int]:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "counts")
-        options = PipelineOptions(["--runner=PrismRunner", f"--prism_location={prism}", "--environment_type=LOOPBACK"])
+        options = PipelineOptions(["--runner=PrismRunner", f"--prism_location={prism}", "--environment_type=LOOPBACK",
+                                   "--experiments=disable_prism_server_singleton"])  # this binary, not a shared one
         with beam.Pipeline(options=options) as p:
             (p | beam.Create([(f"k{i % KEYS}", i) for i in range(events)])
              | beam.ParDo(CountFn())
@@ -107,8 +108,7 @@ def main() -> None:
             verdict = "exact" if not short else f"LOST {lost:,} updates on {len(short)} keys"
             print(f"run {run} {args.name:>14}: {verdict}", flush=True)
         return
-    # One process per run: Beam's PrismRunner reuses the prism it started for later
-    # pipelines of the same process, whatever --prism_location they name.
+    # One process per run, so that neither binary's run can affect the other's.
     tmp = Path(tempfile.mkdtemp())
     try:
         binaries = {"upstream prism": upstream_prism(tmp), "kappa's prism": args.prism or str(install_prism())}

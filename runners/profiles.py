@@ -123,7 +123,10 @@ class _Prism(_Profile):
                              "run `kappa local install` (or scripts/dev setup)")
 
     def _args(self, settings, live):
-        return ["--runner=PrismRunner", f"--prism_location={prism_binary()}", *self._environment(settings)]
+        # Its own prism server: Beam's shared one keeps the options of whoever made it first
+        # (in a process that ran a DirectRunner pipeline, one without --prism_location).
+        return ["--runner=PrismRunner", f"--prism_location={prism_binary()}",
+                "--experiments=disable_prism_server_singleton", *self._environment(settings)]
 
 
 class _Flink(_Profile):
