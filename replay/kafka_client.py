@@ -13,12 +13,13 @@ flags. :func:`redact` hides their secret values in any text kappa shows.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from kappa.replay.errors import ReplayError
 
-__all__ = ["KAFKA_CONFIG_ENV", "ClientErrors", "client_config", "configure", "parse_options", "read_properties", "redact",
-           "user_settings"]
+__all__ = ["KAFKA_CONFIG_ENV", "ClientErrors", "Unreachable", "client_config", "configure", "read_properties", "redact",
+           "refuse_reserved", "user_settings", "wait_for_metadata"]
 
 KAFKA_CONFIG_ENV = "KAPPA_KAFKA_CONFIG"
 
@@ -53,21 +54,11 @@ def read_properties(path: str | Path) -> dict[str, str]:
         if not sep or not key.strip():
             raise ReplayError(f"--kafka-config {path}, line {number}: write key=value (got {line.split('=')[0]!r})")
         settings[key.strip()] = value.strip()
-    return _checked(settings, f"--kafka-config {path}")
+    return refuse_reserved(settings, f"--kafka-config {path}")
 
 
-def parse_options(options: list[str]) -> dict[str, str]:
-    """``--kafka-option key=value`` flags, in order."""
-    settings = {}
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise ReplayError(f"--kafka-option {option.split('=')[0]!r}: write key=value, e.g. security.protocol=SASL_SSL")
-        settings[key.strip()] = value.strip()
-    return _checked(settings, "--kafka-option")
-
-
-def _checked(settings: dict[str, str], where: str) -> dict[str, str]:
+def refuse_reserved(settings: dict[str, str], where: str) -> dict[str, str]:
+    """``settings``, unless one of them is kappa's to set (ReplayError naming it and ``where``)."""
     for key in settings:
         if key in RESERVED:
             raise ReplayError(f"{where}: {key} is kappa's to set ({RESERVED[key]})")
@@ -124,3 +115,26 @@ class ClientErrors:
         """``": <the error>"`` (secrets hidden), or ``""``; serves ``client``'s queued callbacks first."""
         client.poll(0)
         return "" if self.last is None else f": {redact(self.last.str())}"
+
+
+class Unreachable(Exception):
+    """No metadata from the cluster: ``str`` is what to say after "cannot reach Kafka at X"."""
+
+    def __init__(self, waited_s: float | None, cause: str):
+        self.cause = cause
+        super().__init__(("" if waited_s is None else f" within {waited_s:.0f}s") + cause)
+
+
+def wait_for_metadata(client, errors: ClientErrors, timeout_s: float, topic: str | None = None):
+    """``client.list_topics`` within ``timeout_s``, in short requests, so that a cluster that
+    refuses the credentials or the certificate is reported at once; else :class:`Unreachable`."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return client.list_topics(topic, timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+        except KafkaException:
+            refused = errors.refused(client)
+            if refused or time.monotonic() >= deadline:
+                raise Unreachable(None if refused else timeout_s, errors.cause(client)) from None

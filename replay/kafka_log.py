@@ -4,12 +4,10 @@ never joins a group (it only assigns and queries)."""
 
 from __future__ import annotations
 
-import time
-
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from kappa.replay.errors import ReplayError
-from kappa.replay.kafka_client import ClientErrors, client_config
+from kappa.replay.kafka_client import ClientErrors, Unreachable, client_config, wait_for_metadata
 
 __all__ = ["KafkaTopicLog", "consumer_config"]
 
@@ -69,27 +67,16 @@ class KafkaTopicLog:
     def partitions(self) -> list[int]:
         if self._partitions is None:
             try:
-                metadata = self._list_topics()
-            except KafkaException:
-                waited = "" if self._errors.refused(self._consumer) else f" within {self.timeout_s:.0f}s"
-                cause = self._errors.cause(self._consumer)
-                raise ReplayError(f"cannot reach Kafka at {self.bootstrap}{waited}"
-                                  + (cause or " (is the broker up? `kappa local up` starts the local one)")) from None
+                metadata = wait_for_metadata(self._consumer, self._errors, self.timeout_s, self.topic)
+            except Unreachable as err:
+                raise ReplayError(f"cannot reach Kafka at {self.bootstrap}{err}"
+                                  + ("" if err.cause else " (is the broker up? `kappa local up` starts the local one)")
+                                  ) from None
             found = metadata.topics.get(self.topic)
             if found is None or found.error is not None or not found.partitions:
                 raise ReplayError(f"topic {self.topic!r} does not exist on {self.bootstrap}")
             self._partitions = sorted(found.partitions)
         return self._partitions
-
-    def _list_topics(self):
-        """Metadata within the timeout, or at once when the cluster refuses the credentials."""
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                return self._consumer.list_topics(self.topic, timeout=min(1.0, max(0.1, deadline - time.monotonic())))
-            except KafkaException:
-                if time.monotonic() >= deadline or self._errors.refused(self._consumer):
-                    raise
 
     def watermarks(self, partition: int) -> tuple[int, int]:
         return self._call(lambda: self._consumer.get_watermark_offsets(

@@ -9,7 +9,7 @@ import time
 from kappa.runners.errors import UsageError
 from kappa.transforms.durations import parse_duration_ms, parse_instant_ms
 
-__all__ = ["add_kafka_flags", "add_registry_flags", "apply_kafka_flags", "apply_registry_flags", "duration_ms", "fraction", "instant_ms", "non_negative_int", "positive_float", "positive_int", "port"]
+__all__ = ["add_kafka_flags", "add_registry_flags", "apply_kafka_flags", "apply_registry_flags", "duration_ms", "key_values", "fraction", "instant_ms", "non_negative_int", "positive_float", "positive_int", "port"]
 
 
 def positive_int(text: str) -> int:
@@ -86,14 +86,26 @@ def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
                             "(e.g. --kafka-option ssl.endpoint.identification.algorithm=none)")
 
 
+def key_values(options: list[str] | None, flag: str, example: str) -> dict[str, str]:
+    """Repeated ``flag key=value`` values, in order (a later key wins)."""
+    settings = {}
+    for option in options or []:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} {option.split('=')[0]!r}: write key=value, e.g. {example}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
 def apply_kafka_flags(args: argparse.Namespace) -> None:
     """Make the command's Kafka clients use the settings its flags give."""
-    from kappa.replay.kafka_client import configure, parse_options, read_properties
+    from kappa.replay.kafka_client import configure, read_properties, refuse_reserved
 
     if getattr(args, "kafka_config", None) is None and not getattr(args, "kafka_option", None):
         return
     settings = read_properties(args.kafka_config) if args.kafka_config else {}
-    configure({**settings, **parse_options(args.kafka_option or [])})
+    options = key_values(args.kafka_option, "--kafka-option", "security.protocol=SASL_SSL")
+    configure({**settings, **refuse_reserved(options, "--kafka-option")})
 
 
 def add_registry_flags(group, default_path) -> None:
@@ -109,18 +121,7 @@ def add_registry_flags(group, default_path) -> None:
 def apply_registry_flags(args: argparse.Namespace) -> None:
     """Credentials of an HTTP registry (``--registry-option``, or ``user:password@`` in its
     URL) stay in this process; the URL kappa writes down has none."""
-    from urllib.parse import unquote, urlsplit
-
     from kappa.schemas.registry import configure_http_registry
 
-    settings = {}
-    for option in getattr(args, "registry_option", None) or []:
-        key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--registry-option {option!r}: write key=value, e.g. basic.auth.user.info=KEY:SECRET")
-        settings[key.strip()] = value.strip()
-    location = getattr(args, "registry", None) or ""
-    netloc = urlsplit(location).netloc if location.startswith(("http://", "https://")) else ""
-    if "@" in netloc:
-        settings.setdefault("basic.auth.user.info", unquote(netloc.rsplit("@", 1)[0]))
-    configure_http_registry(settings)
+    options = key_values(getattr(args, "registry_option", None), "--registry-option", "basic.auth.user.info=KEY:SECRET")
+    configure_http_registry(options, getattr(args, "registry", None))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kappa.schemas.registry import is_url
+
 __all__ = ["kappa_home", "default_registry_path"]
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +25,6 @@ def default_registry_path() -> Path | str:
     """The schema registry of ``$KAPPA_REGISTRY`` (a file or an HTTP registry's URL), else the
     file-backed one shared by producers and readers on this host."""
     chosen = os.environ.get("KAPPA_REGISTRY")
-    if chosen and chosen.startswith(("http://", "https://")):
+    if chosen and is_url(chosen):
         return chosen
     return Path(chosen or kappa_home() / "schema-registry.json")

@@ -4,9 +4,8 @@ and making sure a topic exists."""
 from __future__ import annotations
 
 import os
-import time
 
-from kappa.replay.kafka_client import ClientErrors, client_config
+from kappa.replay.kafka_client import ClientErrors, Unreachable, client_config, wait_for_metadata
 from kappa.runners.errors import KappaError
 
 __all__ = ["DEFAULT_BOOTSTRAP", "admin_client", "ensure_topic", "resolve_bootstrap"]
@@ -21,24 +20,17 @@ def resolve_bootstrap(flag: str | None) -> str:
 
 def admin_client(bootstrap: str, timeout_s: float = 10.0):
     """An AdminClient for a cluster that answered a metadata request within ``timeout_s``."""
-    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     errors = ClientErrors()
     admin = AdminClient(client_config({"bootstrap.servers": bootstrap, "log_level": 0, "error_cb": errors}))
-    deadline = time.monotonic() + timeout_s
-    while True:  # short requests: a cluster that refuses the credentials is reported at once
-        try:
-            admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
-            return admin
-        except KafkaException:
-            if time.monotonic() < deadline and not errors.refused(admin):
-                continue
-            waited = "" if errors.refused(admin) else f" within {timeout_s:.0f}s"
-            cause = errors.cause(admin)
-            raise KappaError(f"cannot reach Kafka at {bootstrap}{waited}" + (cause or (
-                " (start the local broker with `kappa local up`, or point --bootstrap / KAFKA_BOOTSTRAP at a "
-                "cluster)"))) from None
+    try:
+        wait_for_metadata(admin, errors, timeout_s)
+    except Unreachable as err:
+        raise KappaError(f"cannot reach Kafka at {bootstrap}{err}" + ("" if err.cause else (
+            " (start the local broker with `kappa local up`, or point --bootstrap / KAFKA_BOOTSTRAP at a "
+            "cluster)"))) from None
+    return admin
 
 
 def ensure_topic(admin, topic: str, partitions: int) -> int:

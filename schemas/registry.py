@@ -19,7 +19,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 __all__ = ["FileSchemaRegistry", "HttpSchemaRegistry", "RegistryUnavailable", "SchemaRegistry", "UnknownSchemaError",
-           "configure_http_registry", "open_registry", "public_location"]
+           "configure_http_registry", "is_url", "open_registry", "public_location"]
 
 
 class UnknownSchemaError(LookupError):
@@ -115,25 +115,38 @@ class FileSchemaRegistry:
 _HTTP_SETTINGS: dict[str, str] = {}
 
 
-def configure_http_registry(settings: dict[str, str]) -> None:
+def configure_http_registry(settings: dict[str, str], location: str | Path | None = None) -> None:
+    """This process's HTTP registry settings; ``user:password@`` in ``location`` (a URL) gives
+    ``basic.auth.user.info`` unless ``settings`` has it."""
     _HTTP_SETTINGS.clear()
     _HTTP_SETTINGS.update(settings)
+    credentials = _credentials(str(location or ""))
+    if credentials:
+        _HTTP_SETTINGS.setdefault("basic.auth.user.info", credentials)
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether a ``--registry`` value names an HTTP registry (else a registry file)."""
+    return str(location).startswith(("http://", "https://"))
+
+
+def _credentials(location: str) -> str | None:
+    """``user:password`` of a URL's ``user:password@host``."""
+    netloc = urlsplit(location).netloc if is_url(location) else ""
+    return unquote(netloc.rsplit("@", 1)[0]) if "@" in netloc else None
 
 
 def public_location(location: str) -> str:
     """``location`` as it may be written down: a URL without the credentials it may carry."""
+    if _credentials(location) is None:
+        return location
     parts = urlsplit(location)
-    if parts.scheme in ("http", "https") and "@" in parts.netloc:
-        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-    return location
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def open_registry(location: str | Path) -> SchemaRegistry:
     """``http(s)://...``: a Confluent-API schema registry; anything else: a registry file."""
-    text = str(location)
-    if text.startswith(("http://", "https://")):
-        return HttpSchemaRegistry(text)
-    return FileSchemaRegistry(text)
+    return HttpSchemaRegistry(str(location)) if is_url(location) else FileSchemaRegistry(location)
 
 
 class HttpSchemaRegistry:
@@ -145,11 +158,11 @@ class HttpSchemaRegistry:
     def __init__(self, url: str):
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        parts = urlsplit(url)
         self.url = public_location(url)
         config = {"url": self.url, **_HTTP_SETTINGS}
-        if "@" in parts.netloc:
-            config.setdefault("basic.auth.user.info", unquote(parts.netloc.rsplit("@", 1)[0]))
+        credentials = _credentials(url)
+        if credentials:
+            config.setdefault("basic.auth.user.info", credentials)
         self._client = SchemaRegistryClient(config)
         self._by_id: dict[int, dict] = {}
 

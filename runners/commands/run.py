@@ -33,7 +33,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from kappa.pipelines import PIPELINES, get_pipeline
-from kappa.schemas.registry import public_location
+from kappa.schemas.registry import is_url, public_location
 from kappa.replay.errors import NoCommits, ReplayError
 from kappa.replay.kafka_log import commit_offsets
 from kappa.replay.manifest import Manifest
@@ -195,9 +195,9 @@ def prepare(args, live: bool) -> Job:
 def _registry_exists(manifest: Manifest) -> None:
     """A replay of Confluent-format records needs its registry file: a missing one would
     read as empty and turn every record into a decode_error dead letter."""
-    registry, decoding = manifest.decoding.registry, manifest.decoding
-    if (decoding.format == "confluent" and registry and not registry.startswith(("http://", "https://"))
-            and not Path(registry).exists() and any(r.stop is None or r.stop > r.start for r in manifest.ranges)):
+    decoding, registry = manifest.decoding, manifest.decoding.registry
+    if (decoding.format == "confluent" and registry and not is_url(registry) and not Path(registry).exists()
+            and any(r.stop is None or r.stop > r.start for r in manifest.ranges)):
         raise UsageError(f"--registry {registry}: no such schema registry file, so no record could be decoded "
                          "(give the file `kappa produce` wrote, or an https:// registry)")
 
