@@ -5,13 +5,16 @@ They come from ``--kafka-config FILE`` (librdkafka's properties format, ``key=va
 lines) and repeatable ``--kafka-option key=value`` (later ones win), a ``[kafka]``
 table of a ``--config`` file, or ``$KAPPA_KAFKA_CONFIG`` (a properties file; what remote
 workers and the tests' ``$KAFKA_BOOTSTRAP`` cluster use). They are held in this process
-only and read when a client is made, so they are never in a manifest, a run directory,
-a pickled pipeline or a job file; a replay of a manifest takes them from the same
-flags. :func:`redact` hides their secret values in any text kappa shows.
+(and in its environment, ``$KAPPA_KAFKA_SETTINGS``, which the SDK worker processes a
+local runner starts inherit) and read when a client is made, so they are never in a
+manifest, a run directory, a pickled pipeline or a job file; a replay of a manifest
+takes them from the same flags. :func:`redact` hides their secret values in any text
+kappa shows.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +25,8 @@ __all__ = ["KAFKA_CONFIG_ENV", "ClientErrors", "Unreachable", "client_config", "
            "refuse_reserved", "user_settings", "wait_for_metadata"]
 
 KAFKA_CONFIG_ENV = "KAPPA_KAFKA_CONFIG"
+#: The flags' settings as JSON, for worker processes of this one (never written to a file).
+_INHERITED_ENV = "KAPPA_KAFKA_SETTINGS"
 
 #: kappa decides these itself: offsets are explicit, commits are kappa's, a missing
 #: offset is an error. The cluster is ``--bootstrap`` / the source's address.
@@ -69,11 +74,13 @@ def configure(settings: dict[str, str]) -> None:
     """This process's settings (the CLI's flags), over ``$KAPPA_KAFKA_CONFIG``'s."""
     _configured.clear()
     _configured.update(settings)
+    os.environ[_INHERITED_ENV] = json.dumps(settings)
 
 
 def user_settings() -> dict[str, str]:
     env = os.environ.get(KAFKA_CONFIG_ENV)
-    return {**(read_properties(env) if env else {}), **_configured}
+    inherited = json.loads(os.environ.get(_INHERITED_ENV) or "{}")  # in a worker process kappa started
+    return {**(read_properties(env) if env else {}), **inherited, **_configured}
 
 
 def client_config(config: dict) -> dict:

@@ -4,7 +4,7 @@ SDK harness in kappa's own process or beside it, on the same disk).
 
 * ``progress/<source>-<partition>.json``: each reader's position, written at most
   every ``interval_s`` and once at the end (atomically: a reader of the file never
-  sees half of it). The CLI turns them into the progress bar (replays) and the lag
+  sees half of it), with the id of the worker process that read it. The CLI turns them into the progress bar (replays) and the lag
   and watermark lines (live runs).
 * ``stop``: present once a stop was requested. Live readers then finish at their
   current position (a drain): the restriction ends there, every window closes as
@@ -89,7 +89,7 @@ class RunChannel:
         self._progress_dir.mkdir(parents=True, exist_ok=True)
         path = self._progress_dir / f"{name}.json"
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps({**fields, "final": final, "at": time.time()}))
+        partial.write_text(json.dumps({**fields, "final": final, "at": time.time(), "pid": os.getpid()}))
         os.replace(partial, path)
 
     def record_clock_marks(self, name: str, marks: list[tuple[int, int]]) -> None:

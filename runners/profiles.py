@@ -4,7 +4,8 @@ PipelineOptions of each runner, so the same pipeline object runs unchanged on al
 =========  ==========================================  =============================
 runner     replay (bounded)                            live (unbounded)
 =========  ==========================================  =============================
-direct     in-process batch job (Beam's FnApiRunner)   no: it cannot stream; use prism
+direct     batch job (Beam's FnApiRunner), a worker    no: it cannot stream; use prism
+           process per core and partition
 prism      Beam's prism, batch                         Beam's prism, streaming
 flink      embedded Flink or ``--flink-master``        streaming, same
 dataflow   Google Cloud Dataflow (or ``--dry-run``)    streaming, streaming engine
@@ -18,7 +19,12 @@ master that does not answer, a Dataflow option missing) and raises a one-line er
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shlex
 import socket
+import sys
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -29,7 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from kappa.runners.errors import KappaError, UsageError
 from kappa.runners.local.tools import FLINK_VERSION, flink_job_server_jar, prism_binary
 
-__all__ = ["PROFILES", "RUNNERS", "DataflowSettings", "RunnerSettings", "profile_for"]
+__all__ = ["PROFILES", "RUNNERS", "DataflowSettings", "RunnerSettings", "local_workers", "profile_for"]
 
 RUNNERS = ("direct", "prism", "flink", "dataflow")
 _REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +116,17 @@ class _Direct(_Profile):
         return FnApiRunner()
 
     def _args(self, settings, live):
-        return [f"--direct_num_workers={settings.parallelism or 1}"]
+        workers = settings.parallelism or 1
+        # Decoding, most of a replay's work, holds the GIL: more than one worker means one
+        # SDK worker process each (Beam hands each a share of the partitions' restrictions).
+        mode = ["--direct_running_mode=multi_processing"] if workers > 1 else []
+        return [f"--direct_num_workers={workers}", *mode]
+
+
+def local_workers(restrictions: int) -> int:
+    """A local replay's default parallelism: a worker process per core, no more than there
+    are restrictions (partitions) to read."""
+    return max(1, min(len(os.sched_getaffinity(0)), restrictions))
 
 
 class _Prism(_Profile):
@@ -150,10 +166,33 @@ class _Flink(_Profile):
                 f"--flink_job_server_jar={flink_job_server_jar()}", *self._environment(settings)]
         if settings.parallelism:
             args.append(f"--parallelism={settings.parallelism}")
+            if not live and settings.environment_type is None and settings.parallelism > 1:
+                # A replay's SDK workers in processes of their own, one per slot: decoding holds
+                # the GIL. (A live run's stay in kappa's process: its commit ledger is there.)
+                _python_first_on_path()
+                args += [f"--sdk_worker_parallelism={settings.parallelism}", "--experiments=use_loopback_process_worker"]
         # No checkpointing by default: with it, Beam keeps Flink's impulse source alive for ever and a
         # drained job never finishes. Without it Flink never finalizes bundles, so a live run's offsets
         # are committed when it drains (see runners/commands/run.py), not while it runs.
         return args
+
+
+def _python_first_on_path() -> None:
+    """Make ``python`` this interpreter: Beam starts a loopback worker process as plain
+    ``python`` (worker_pool_main), which outside an activated virtualenv is some other
+    Python, without Beam or kappa, and Flink then waits for a worker that never comes."""
+    # A script, not a symlink: a virtualenv's Python knows itself by the path it is run as.
+    script = f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n"
+    digest = hashlib.sha256(script.encode()).hexdigest()[:12]
+    bin_dir = Path(tempfile.gettempdir()) / f"kappa-python-{os.getuid()}-{digest}"
+    if not (bin_dir / "python").exists():
+        bin_dir.mkdir(exist_ok=True)
+        partial = bin_dir / f"python.{os.getpid()}"
+        partial.write_text(script)
+        partial.chmod(0o755)
+        os.replace(partial, bin_dir / "python")
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != str(bin_dir):
+        os.environ["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
 
 
 def check_flink_master(master: str, timeout_s: float) -> None:

@@ -111,8 +111,10 @@ class FileSchemaRegistry:
 
 
 #: Settings of the HTTP registry client (``--registry-option key=value``: basic.auth.user.info,
-#: bearer.auth.*, ssl.ca.location, ...), held in this process only, never written.
+#: bearer.auth.*, ssl.ca.location, ...), held in this process (and, for the SDK worker processes
+#: a local runner starts, in its environment), never written.
 _HTTP_SETTINGS: dict[str, str] = {}
+_INHERITED_ENV = "KAPPA_REGISTRY_SETTINGS"
 
 
 def configure_http_registry(settings: dict[str, str], location: str | Path | None = None) -> None:
@@ -123,6 +125,12 @@ def configure_http_registry(settings: dict[str, str], location: str | Path | Non
     credentials = _credentials(str(location or ""))
     if credentials:
         _HTTP_SETTINGS.setdefault("basic.auth.user.info", credentials)
+    os.environ[_INHERITED_ENV] = json.dumps(_HTTP_SETTINGS)
+
+
+def _http_settings() -> dict[str, str]:
+    """This process's settings, else those of the kappa process that started this worker."""
+    return _HTTP_SETTINGS or json.loads(os.environ.get(_INHERITED_ENV) or "{}")
 
 
 def is_url(location: str | Path) -> bool:
@@ -159,7 +167,7 @@ class HttpSchemaRegistry:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         self.url = public_location(url)
-        config = {"url": self.url, **_HTTP_SETTINGS}
+        config = {"url": self.url, **_http_settings()}
         credentials = _credentials(url)
         if credentials:
             config.setdefault("basic.auth.user.info", credentials)

@@ -62,16 +62,27 @@ def test_a_replay_manifest_gives_identical_result_files_on_direct_and_flink(kafk
     manifest = tmp_path / "plan.json"
     kappa("plan", "--source", f"kafka://{kafka_bootstrap}/{topic_name}", "--registry", registry, "--save", manifest)
 
-    for runner in ("direct", "flink"):
+    # direct in one process and in two (each reading two of the partitions); Flink as it
+    # defaults to on this machine (a worker process per core).
+    for side, runner, extra in (("direct", "direct", ["--parallelism", "2"]), ("direct-1", "direct", ["--parallelism", "1"]),
+                                ("flink", "flink", [])):
         kappa("replay", "--pipeline", "merchant_totals", "--manifest", manifest, "--registry", registry,
-              "--runner", runner, "--sink", f"file:{tmp_path / runner / 'totals.jsonl'}", "--quiet")
+              "--runner", runner, "--sink", f"file:{tmp_path / side / 'totals.jsonl'}", "--quiet",
+              "--run-dir", tmp_path / side / "run", *extra)
 
+    assert len(_reader_processes(tmp_path / "direct" / "run")) == 2
+    assert len(_reader_processes(tmp_path / "direct-1" / "run")) == 1
     direct, flink = _window_files(tmp_path / "direct"), _window_files(tmp_path / "flink")
     assert len(direct) >= 2, "the replay should span several windows"
-    assert direct == flink
+    assert direct == flink == _window_files(tmp_path / "direct-1")
     results = _results(tmp_path / "direct")
     assert sum(r["count"] for r in results if r["is_last"]) + _dead_count(tmp_path / "direct") == 3000
     assert (tmp_path / "flink" / "totals.dead.jsonl").read_bytes() == (tmp_path / "direct" / "totals.dead.jsonl").read_bytes()
+
+
+def _reader_processes(run_dir: Path) -> set[int]:
+    """The worker processes whose readers reported progress in a run."""
+    return {json.loads(p.read_text())["pid"] for p in (run_dir / "progress").glob("*.json")}
 
 
 def _dead_count(folder: Path) -> int:

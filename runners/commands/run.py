@@ -42,7 +42,7 @@ from kappa.replay.pubsub_source import ReadFromPubSubReplay
 from kappa.replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
 from kappa.runners.errors import KappaError, UsageError
 from kappa.runners.home import kappa_home
-from kappa.runners.profiles import DataflowSettings, RunnerSettings, profile_for
+from kappa.runners.profiles import LOCAL_MASTER, DataflowSettings, RunnerSettings, local_workers, profile_for
 from kappa.runners.progress_view import ProgressView, metric_counts, summary_lines
 from kappa.runners.commands.plan_read import decoding_spec, pubsub_settings
 from kappa.runners.commands.run_flags import add_run_flags
@@ -188,8 +188,16 @@ def prepare(args, live: bool) -> Job:
         pipeline.durable = durable
     if manifest is not None:
         manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
+    if settings.parallelism is None and not live and _local_batch(settings):
+        settings = replace(settings, parallelism=local_workers(len(manifest.ranges) if manifest else 1))
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
                str(source or args.manifest), group, durable)
+
+
+def _local_batch(settings: RunnerSettings) -> bool:
+    """Whether a replay runs on this machine with workers kappa may start as processes."""
+    return settings.runner == "direct" or (settings.runner == "flink" and settings.flink_master == LOCAL_MASTER
+                                           and settings.environment_type is None)
 
 
 def _registry_exists(manifest: Manifest) -> None:
