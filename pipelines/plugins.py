@@ -8,6 +8,9 @@ replays, the per-key engine live, durable commits, dead letters, result ids. A m
 loaded from a file is pickled with the job by value, so remote workers need no copy of
 it; a module of a package is pickled by reference, as Beam does (workers must have the
 package installed).
+
+Any other ``beam.PTransform`` subclass (records in, ``{"results", "dead_letters"}`` out)
+is taken too, for replays: see pipelines/transform.py.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import apache_beam as beam
+
 from kappa.pipelines.base import WindowedPipeline
 from kappa.transforms.config import ConfigError
 
 __all__ = ["load_pipeline"]
 
 
-def load_pipeline(spec: str) -> type[WindowedPipeline]:
+def load_pipeline(spec: str) -> type:
     """The class ``spec`` (``module:Class`` or ``file.py:Class``) names; ConfigError naming what is wrong."""
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
@@ -32,8 +37,13 @@ def load_pipeline(spec: str) -> type[WindowedPipeline]:
     found = getattr(module, attr, None)
     if found is None:
         raise ConfigError(f"--pipeline {spec}: {where} has no {attr!r}")
+    if isinstance(found, type) and issubclass(found, beam.PTransform) and not issubclass(found, WindowedPipeline):
+        from kappa.pipelines.transform import transform_pipeline
+
+        return transform_pipeline(found)  # windows by itself: replays only (pipelines/transform.py)
     if not (isinstance(found, type) and issubclass(found, WindowedPipeline)):
-        raise ConfigError(f"--pipeline {spec}: {attr} is not a subclass of kappa.pipelines.base.WindowedPipeline")
+        raise ConfigError(f"--pipeline {spec}: {attr} is neither a kappa.pipelines.base.WindowedPipeline nor a "
+                          "beam.PTransform subclass")
     for hook in ("key_of", "aggregation", "values"):
         if getattr(found, hook) is getattr(WindowedPipeline, hook):
             raise ConfigError(f"--pipeline {spec}: {attr} does not define {hook}() (see examples/page_views.py)")

@@ -48,10 +48,42 @@ def test_the_example_pipeline_live_on_prism_agrees_with_its_replay_on_direct(
     assert "decode_error" not in dead  # the example's reader schema resolves against the writer's
 
 
+def test_a_plain_beam_ptransform_replays_to_the_same_results_as_the_windowed_pipeline(
+        kafka_bootstrap, kafka_admin, topic_name, tmp_path):
+    """examples/beam_page_views.py windows with Beam's own SlidingWindows and CombinePerKey;
+    on a log with no record later than the bound it must give examples/page_views.py's
+    results, ids included. It is refused live, and with windowing flags, in one line."""
+    create_topic(kafka_admin, topic_name, 2)
+    registry = tmp_path / "registry.json"
+    kappa("produce", "commerce", "--topic", topic_name, "--bootstrap", kafka_bootstrap, "--registry", registry,
+          "--seed", "11", "--count", "800", "--rate", "20", "--start", "2026-11-20T09:00:00Z", "--no-wait",
+          "--disorder", "0.2", "--max-disorder", "2s")
+    manifest = tmp_path / "plan.json"
+    kappa("plan", "--source", f"kafka://{kafka_bootstrap}/{topic_name}", "--registry", registry,
+          "--schema", "examples/product_view.avsc", "--save", manifest)
+    for side, spec in (("engine", EXAMPLE), ("beam", "examples/beam_page_views.py:BeamPageViews")):
+        kappa("replay", "--manifest", manifest, "--pipeline", spec, "--registry", registry, "--runner", "direct",
+              "--sink", f"file:{tmp_path / side / 'views.jsonl'}", "--quiet")
+    verdict = kappa("verify", f"file:{tmp_path / 'engine' / 'views.jsonl'}", f"file:{tmp_path / 'beam' / 'views.jsonl'}",
+                    check=False)
+    assert verdict.returncode == 0, verdict.stdout[-3000:]
+    engine = {p.name: p.read_bytes() for p in (tmp_path / "engine").glob("views-*.jsonl")}
+    assert sum(data.count(b"\n") for data in engine.values()) > 100, "many products in several windows"
+    assert engine == {p.name: p.read_bytes() for p in (tmp_path / "beam").glob("views-*.jsonl")}
+
+    for extra, says in ((["live", "--source", f"kafka://{kafka_bootstrap}/{topic_name}"], "runs in replays only"),
+                        (["replay", "--manifest", manifest, "--window", "1m"], "windows by itself")):
+        done = kappa(extra[0], "--pipeline", "examples/beam_page_views.py:BeamPageViews", *extra[1:],
+                     "--registry", registry, check=False)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and says in lines[0], done.stderr
+
+
 @pytest.mark.parametrize("spec, says", [
     ("examples/missing.py:PageViews", "--pipeline examples/missing.py:PageViews: no file examples/missing.py"),
     ("examples/page_views.py:Nope", "--pipeline examples/page_views.py:Nope: examples/page_views.py has no 'Nope'"),
-    ("examples/page_views.py:ViewsAndCarts", "ViewsAndCarts is not a subclass of kappa.pipelines.base.WindowedPipeline"),
+    ("examples/page_views.py:ViewsAndCarts", "ViewsAndCarts is neither a kappa.pipelines.base.WindowedPipeline nor a "
+                                             "beam.PTransform subclass"),
     ("no_such_package.views:PageViews", "no module 'no_such_package'"),
     ("{broken}:Broken", "failed at line 3: ZeroDivisionError: division by zero"),
     ("page_views", "unknown pipeline (choose from fraud_alerts, merchant_totals"),

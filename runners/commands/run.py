@@ -33,6 +33,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from kappa.pipelines import PIPELINES, get_pipeline
+from kappa.pipelines.transform import WINDOWING_FLAGS, TransformPipeline
 from kappa.schemas.registry import is_url, public_location
 from kappa.replay.errors import NoCommits, ReplayError
 from kappa.replay.kafka_log import commit_offsets
@@ -132,6 +133,8 @@ def prepare(args, live: bool) -> Job:
     overrides = {**saved, **{s: getattr(args, s) for s in SETTINGS if getattr(args, s) is not None}}
     try:
         pipeline_class = get_pipeline(name)
+        if issubclass(pipeline_class, TransformPipeline):
+            _own_windowing(args, name, live)
         pipeline = pipeline_class(replace(windowing_config(pipeline_class.DEFAULTS, overrides), bounded=not live))
     except ConfigError as err:
         raise UsageError(str(err)) from None
@@ -192,6 +195,18 @@ def prepare(args, live: bool) -> Job:
         settings = replace(settings, parallelism=local_workers(len(manifest.ranges) if manifest else 1))
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
                str(source or args.manifest), group, durable)
+
+
+def _own_windowing(args, name: str, live: bool) -> None:
+    """A PTransform pipeline windows by itself and cannot say when its results are durable."""
+    if live:
+        raise UsageError(f"--pipeline {name}: a PTransform runs in replays only (kappa cannot tell when its "
+                         "results are final and written, so a live run could not commit safely); write a "
+                         "WindowedPipeline for live runs")
+    given = [s for s in WINDOWING_FLAGS if getattr(args, s, None) is not None]
+    if given:
+        raise UsageError(f"--{given[0].replace('_', '-')}: {name} is a PTransform that windows by itself; "
+                         "the windowing flags are a WindowedPipeline's")
 
 
 def _local_batch(settings: RunnerSettings) -> bool:
