@@ -17,8 +17,10 @@ letters when it cannot be decoded.
 * **replay**: :func:`prepare_replay` creates a dedicated replay subscription on the
   source subscription's topic and seeks it to a time (the topic must retain
   messages) or a snapshot; the live subscription is never touched. The read is
-  bounded: messages published at or after the stop time are left unacked, and the
-  read finishes after a few consecutive pulls bring nothing before the stop.
+  bounded: messages published at or after the stop time are left unacked (leased for
+  a while, so they do not fill the pulls), and the read finishes once a few
+  consecutive pulls, over at least ``finish_quiet_s``, bring nothing from before the
+  stop.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = ["PubSubReadSettings", "emulator_clients", "ReadFromPubSubReplay", "de
 
 _SEEN_LIMIT = 200_000  # ids remembered for deduplication
 _HAND_BACK_S = 5  #: a copy of a message whose first bundle is not yet committed comes back after this
+_BEYOND_LEASE_S = 60  #: a bounded read keeps messages published after its stop out of its pulls this long
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class PubSubReadSettings:
     batch_size: int = 1000
     pull_timeout_s: float = 2.0
     finish_after_idle_pulls: int = 3
+    #: bounded: ... and no message from before the stop for this long (see _pull)
+    finish_quiet_s: float = 5.0
     checkpoint_every_s: float = 1.0
     channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
     owned: bool = False  #: a replay subscription made for this read (prepare_replay): deleted after it
@@ -213,7 +218,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         settings = self.settings
         position = tracker.current_restriction().start
         idle = 0
-        started = time.monotonic()
+        started = last_kept = time.monotonic()
         channel = settings.channel
         # What this bundle emits counts as seen (its redeliveries dropped) once the runner has
         # committed it: finalized it, or, without finalization (bounded reads), acked it.
@@ -242,9 +247,10 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                 publish_ms = _ms(item.message.publish_time)
                 (beyond if settings.stop_publish_ms is not None and publish_ms >= settings.stop_publish_ms
                  else keep).append((item, publish_ms))
-            if beyond:  # not ours: hand them straight back
+            if beyond:  # not ours; leased, not handed straight back, so they do not fill the next pulls
                 self._subscriber.modify_ack_deadline(request={
-                    "subscription": subscription, "ack_ids": [i.ack_id for i, _ in beyond], "ack_deadline_seconds": 0})
+                    "subscription": subscription, "ack_ids": [i.ack_id for i, _ in beyond],
+                    "ack_deadline_seconds": _BEYOND_LEASE_S})
             durable = settings.durable if settings.live else None
             done = [] if durable is not None else None
             batch = bundle or self._redeliveries.begin()
@@ -268,13 +274,19 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
             if bundle is None:
                 batch.committed()
             idle = 0 if keep else idle + 1
+            if keep:
+                last_kept = time.monotonic()
             if settings.live:
                 if not keep and not self._holding():
                     watermark.caught_up(int(time.time() * 1000))
                 if time.monotonic() - started >= settings.checkpoint_every_s:
                     tracker.defer_remainder(Duration(seconds=0 if keep else 0.5))
                     return
-            elif idle >= settings.finish_after_idle_pulls:
+            elif idle >= settings.finish_after_idle_pulls and time.monotonic() - last_kept >= settings.finish_quiet_s:
+                # Pub/Sub has no offsets to end at: the end is when pulls, for a while, bring
+                # nothing from before the stop. A time, not only a count: on a busy topic
+                # pulls of newer messages come back in milliseconds, while Pub/Sub may still
+                # deliver older ones (its order is best effort; a lapsed lease comes back late).
                 tracker.try_claim(sys.maxsize)  # fails by design: the replay is done
                 return
 
