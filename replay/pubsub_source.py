@@ -6,8 +6,9 @@ and Prism cannot run it (#20143). So kappa reads Pub/Sub with google-cloud-pubsu
 inside a splittable DoFn, the same on every runner: synchronous pulls in batches,
 each message decoded by the codec, timestamped with its event time
 (``publish_time``, ``attribute:<name>`` or a payload field), deduplicated by an id
-attribute (or the message id) against redeliveries, and routed to dead letters
-when it cannot be decoded.
+attribute (or the message id) against redeliveries (an id counts as seen only once
+the bundle that emitted it is committed: ``redelivery.py``), and routed to dead
+letters when it cannot be decoded.
 
 * **live**: pulls for ever; acks a batch when Beam finalizes its bundle (results
   durable), so a crash redelivers instead of losing. The watermark is max event
@@ -16,13 +17,14 @@ when it cannot be decoded.
 * **replay**: :func:`prepare_replay` creates a dedicated replay subscription on the
   source subscription's topic and seeks it to a time (the topic must retain
   messages) or a snapshot; the live subscription is never touched. The read is
-  bounded: messages published at or after the stop time are left unacked, and the
-  read finishes after a few consecutive pulls bring nothing before the stop.
+  bounded: messages published at or after the stop time are left unacked (leased for
+  a while, so they do not fill the pulls), and the read finishes once a few
+  consecutive pulls, over at least ``finish_quiet_s``, bring nothing from before the
+  stop.
 """
 
 from __future__ import annotations
 
-import collections
 import sys
 import time
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ from kappa.replay.errors import ReplayError
 from kappa.replay.manifest import DecodingSpec
 from kappa.replay.progress import RunChannel
 from kappa.replay.points import AtInstant, Earliest, FromPoint, Snapshot
+from kappa.replay.redelivery import DUPLICATE, UNDECIDED, Redeliveries
 from kappa.schemas.records import Provenance, SourceRecord
 from kappa.transforms.event_time import DEFAULT_MAX_AHEAD_MS, EventTimeSpec
 
@@ -47,6 +50,8 @@ __all__ = ["PubSubReadSettings", "emulator_clients", "ReadFromPubSubReplay", "de
            "pubsub_clients"]
 
 _SEEN_LIMIT = 200_000  # ids remembered for deduplication
+_HAND_BACK_S = 5  #: a copy of a message whose first bundle is not yet committed comes back after this
+_BEYOND_LEASE_S = 60  #: a bounded read keeps messages published after its stop out of its pulls this long
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class PubSubReadSettings:
     batch_size: int = 1000
     pull_timeout_s: float = 2.0
     finish_after_idle_pulls: int = 3
+    #: bounded: ... and no message from before the stop for this long (see _pull)
+    finish_quiet_s: float = 5.0
     checkpoint_every_s: float = 1.0
     channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
     owned: bool = False  #: a replay subscription made for this read (prepare_replay): deleted after it
@@ -71,6 +78,9 @@ class PubSubReadSettings:
     #: stays where it is and no record's cutoff is set by the newer messages pulled meanwhile
     hold_until: float | None = None
     max_event_time_ahead_ms: int = DEFAULT_MAX_AHEAD_MS  #: further ahead of the publish time: future_event_time
+    #: a bundle not committed (finalized) this long after it began is taken as failed: its
+    #: messages' redeliveries are emitted again (replay/redelivery.py)
+    redelivery_settle_s: float = 60.0
 
     @property
     def live(self) -> bool:
@@ -195,7 +205,7 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         _, self._subscriber = pubsub_clients(self.settings.emulator_host)
         self._decoder = RecordDecoder(self.settings.decoding.make_codec(), EventTimeSpec.parse(self.settings.event_time),
                                       self.settings.max_event_time_ahead_ms)
-        self._seen: collections.OrderedDict = collections.OrderedDict()
+        self._redeliveries = Redeliveries(_SEEN_LIMIT, self.settings.redelivery_settle_s)
 
     def process(self, subscription: str,
                 tracker=beam.DoFn.RestrictionParam(),
@@ -208,10 +218,15 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         settings = self.settings
         position = tracker.current_restriction().start
         idle = 0
-        started = time.monotonic()
+        started = last_kept = time.monotonic()
         channel = settings.channel
-        if finalizer is not None:  # prism fails bundles that ask for finalization and register nothing
-            finalizer.register(_Ack(self, subscription, []))
+        # What this bundle emits counts as seen (its redeliveries dropped) once the runner has
+        # committed it: finalized it, or, without finalization (bounded reads), acked it.
+        # (Registered even with nothing emitted: prism fails bundles that ask for
+        # finalization and register nothing.)
+        bundle = None if finalizer is None else self._redeliveries.begin()
+        if bundle is not None:
+            finalizer.register(bundle.committed)
         while True:
             if settings.live and channel is not None and channel.stop_requested():
                 tracker.try_claim(sys.maxsize)  # a drain: the live read ends here
@@ -232,13 +247,20 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                 publish_ms = _ms(item.message.publish_time)
                 (beyond if settings.stop_publish_ms is not None and publish_ms >= settings.stop_publish_ms
                  else keep).append((item, publish_ms))
-            if beyond:  # not ours: hand them straight back
+            if beyond:  # not ours; leased, not handed straight back, so they do not fill the next pulls
                 self._subscriber.modify_ack_deadline(request={
-                    "subscription": subscription, "ack_ids": [i.ack_id for i, _ in beyond], "ack_deadline_seconds": 0})
+                    "subscription": subscription, "ack_ids": [i.ack_id for i, _ in beyond],
+                    "ack_deadline_seconds": _BEYOND_LEASE_S})
             durable = settings.durable if settings.live else None
             done = [] if durable is not None else None
-            yield from self._emit(subscription, keep, watermark, done)
-            ack_ids = [item.ack_id for item, _ in keep]
+            batch = bundle or self._redeliveries.begin()
+            undecided = []
+            yield from self._emit(subscription, keep, watermark, batch, undecided, done)
+            handed_back = {item.ack_id for item in undecided}
+            if handed_back:  # copies of messages whose first bundle is not committed yet: later
+                self._subscriber.modify_ack_deadline(request={
+                    "subscription": subscription, "ack_ids": sorted(handed_back), "ack_deadline_seconds": _HAND_BACK_S})
+            ack_ids = [item.ack_id for item, _ in keep if item.ack_id not in handed_back]
             if durable is not None:  # acked once done, by the run's ledger
                 book = ledger(durable)
                 book.pulled(done)
@@ -249,21 +271,30 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                     finalizer.register(_Ack(self, subscription, ack_ids))
                 else:
                     self._ack(subscription, ack_ids)
+            if bundle is None:
+                batch.committed()
             idle = 0 if keep else idle + 1
+            if keep:
+                last_kept = time.monotonic()
             if settings.live:
                 if not keep and not self._holding():
                     watermark.caught_up(int(time.time() * 1000))
                 if time.monotonic() - started >= settings.checkpoint_every_s:
                     tracker.defer_remainder(Duration(seconds=0 if keep else 0.5))
                     return
-            elif idle >= settings.finish_after_idle_pulls:
+            elif idle >= settings.finish_after_idle_pulls and time.monotonic() - last_kept >= settings.finish_quiet_s:
+                # Pub/Sub has no offsets to end at: the end is when pulls, for a while, bring
+                # nothing from before the stop. A time, not only a count: on a busy topic
+                # pulls of newer messages come back in milliseconds, while Pub/Sub may still
+                # deliver older ones (its order is best effort; a lapsed lease comes back late).
                 tracker.try_claim(sys.maxsize)  # fails by design: the replay is done
                 return
 
-    def _emit(self, subscription, items, watermark, done=None):
-        """Emit each message once (by id); ``done`` (live, acked when durable) gathers
-        (close, event time, ack id) of each, duplicates included: acking a redelivery acks
-        the message, so it waits for the same close."""
+    def _emit(self, subscription, items, watermark, bundle, undecided: list, done=None):
+        """Emit each message once (by id, as ``bundle`` classifies it: replay/redelivery.py);
+        ``undecided`` gathers the copies to hand back. ``done`` (live, acked when durable)
+        gathers (close, event time, ack id) of each other message, duplicates included:
+        acking a redelivery acks the message, so it waits for the same close."""
         RECORDS_READ.inc(len(items))
         holding = self._holding()
         newest, bound = (None, 0) if holding else watermark.log_state()
@@ -273,11 +304,11 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
             message = item.message
             attributes = dict(message.attributes)
             record_id = attributes.get(id_attribute) if id_attribute else message.message_id
-            duplicate = record_id is not None and record_id in self._seen
-            if record_id is not None and not duplicate:
-                self._seen[record_id] = None
-                if len(self._seen) > _SEEN_LIMIT:
-                    self._seen.popitem(last=False)
+            verdict = None if record_id is None else bundle.classify(record_id)
+            if verdict == UNDECIDED:
+                undecided.append(item)
+                continue
+            duplicate = verdict == DUPLICATE
             provenance = Provenance("pubsub", subscription, None, message.message_id, publish_ms)
             try:
                 value, event_ms = self._decoder.parse(message.data, publish_ms, None, None, attributes)

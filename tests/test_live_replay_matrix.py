@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from kappa.runners.sinks import read_window_file, window_files
 from tests.kafka_helpers import create_topic
 from tests.test_runners import _LiveRun, _offsets_read, kappa
 
@@ -91,6 +92,9 @@ def _live_then_replays(runner: str, pipeline: str, accumulation: str, early: boo
     assert all(r["pane_index"] == 0 and r["timing"] == "ON_TIME" for r in finals), "a replay: one pane per window"
     if early:
         assert any(r["timing"] == "EARLY" for r in live), "early firings every second should show"
+    for path in window_files(live_dir / "results.jsonl"):  # appended to live, compacted when the window closed
+        order = [(r["key"], r["pane_index"], r["pipeline"], r["id"]) for r in read_window_file(path)]
+        assert order == sorted(set(order)), f"{path.name} was not compacted: not sorted, or an id twice"
 
 
 @pytest.mark.parametrize("early", [False, True], ids=["no-early", "early"])

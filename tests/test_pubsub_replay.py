@@ -149,3 +149,48 @@ def test_a_replay_deletes_the_replay_subscription_it_made(pubsub_host, channel, 
     assert len(out.read_text().splitlines()) == 5
     attached = list(publisher.list_topic_subscriptions(request={"topic": topic}))
     assert attached == [live]
+
+
+def test_a_bounded_replay_of_a_busy_topic_reads_exactly_up_to_its_end(pubsub_host, channel):
+    """Messages keep being published while the replay runs, and some messages from before
+    its end come late: it reads every message published before its end and none after.
+
+    Pub/Sub's delivery order is best effort and a lapsed lease comes back late; the
+    emulator delivers in order, so the test holds back a few of the oldest messages (leased
+    for 3 s, as another delivery attempt would). The old reader took three pulls that
+    brought only newer messages, milliseconds apart on a busy topic, as the end."""
+    import threading
+
+    publisher, subscriber, topic, live = channel
+    codec = make_codec("json", "payment")
+    before = [payment_at(T0 + n, n) for n in range(500)]
+    for future in [publisher.publish(topic, codec.encode(r), id=r["transaction_id"]) for r in before]:
+        future.result(60)
+    time.sleep(1.1)
+    stop = _now_ms()
+    time.sleep(1.1)
+    busy = threading.Event()
+
+    def keep_publishing():
+        n = 10_000
+        while not busy.is_set():
+            for future in [publisher.publish(topic, codec.encode(payment_at(T0 + k, k))) for k in range(n, n + 100)]:
+                future.result(60)
+            n += 100
+
+    thread = threading.Thread(target=keep_publishing, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1)  # newer messages before the replay starts, and more while it runs
+        replay = prepare_replay(live, AtInstant(stop - 60_000), pubsub_host)
+        held = subscriber.pull(request={"subscription": replay, "max_messages": 20}, timeout=10).received_messages
+        subscriber.modify_ack_deadline(request={"subscription": replay, "ack_ids": [m.ack_id for m in held],
+                                                "ack_deadline_seconds": 3})
+        records, dead = _read(PubSubReadSettings(replay, JSON, "field:timestamp", "id", 0, pubsub_host, stop,
+                                                 batch_size=100, pull_timeout_s=1.0))
+    finally:
+        busy.set()
+        thread.join(60)
+    assert len(held) == 20
+    assert dead == []
+    assert sorted(r.value["transaction_id"] for r in records) == sorted(r["transaction_id"] for r in before)

@@ -25,6 +25,8 @@ from kappa.runners.sinks import (
     ConsoleSink, FileSink, KafkaSink, PubSubSink, parse_dead_letter_sink, parse_sink, read_window_file, window_file,
     window_files,
 )
+from kappa.runners.sinks.files import _encode
+from kappa.runners.sinks.live_files import append_result, compact_window_file
 from kappa.schemas import make_codec
 from kappa.schemas.records import DeadLetter, Provenance
 from kappa.transforms.engine import Pane
@@ -137,7 +139,7 @@ def test_live_writer_leaves_the_same_files_as_a_bounded_run(tmp_path, suffix):
 
 def test_a_restarted_live_writer_adds_to_the_window_files_it_finds(tmp_path):
     """A live run restarted on the same sink keeps every pane the first run wrote: the
-    window file on disk is what each result is merged into, not runner state."""
+    window file on disk is what each result is appended to, not runner state."""
     results = results_over()
     early, late = [r for r in results if r["pane_index"] == 0], [r for r in results if r["pane_index"] == 1]
     sink = FileSink(tmp_path / "live" / "totals.jsonl")
@@ -165,6 +167,62 @@ def test_a_session_merged_away_leaves_no_file_and_other_keys_keep_theirs(tmp_pat
     assert sorted(files.values()) == [["u1"], ["u2"]], "u1's old session is gone, u2's stays"
     write_results(FileSink(tmp_path / "one.jsonl"), [early, superseded], live=live)
     assert window_files(tmp_path / "one.jsonl") == [], "a window file with nothing left is removed"
+
+
+def _bytes_this_process_wrote() -> int:
+    """The kernel's count of bytes this process passed to write() (``/proc/self/io``): the
+    DirectRunner runs the sink here, so it counts every byte the sink wrote, however written."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["wchar"])
+
+
+def test_the_live_writer_writes_each_pane_once_and_each_window_once_more(tmp_path):
+    """Appending a pane costs the pane: n results of one window are written once as they
+    come and once more when the window closes (its file compacted), about twice the file,
+    where rewriting the file per result wrote O(n²) bytes (500 times the file for these
+    1,000 results, 158 MB; bench/file_sink.py has the figures)."""
+    results = results_over(windows=1, keys=tuple(f"merchant-{n:04d}" for n in range(500)), panes=2)
+    sink = FileSink(tmp_path / "totals.jsonl")
+    before = _bytes_this_process_wrote()
+    outcome = write_results(sink, results, live=True)
+    written = _bytes_this_process_wrote() - before
+    [path] = window_files(sink.path)
+    size = path.stat().st_size
+    assert counter(outcome, "file_sink_bytes_written") == 2 * size
+    assert written < 3 * size, f"{written:,} bytes written for a {size:,}-byte window file"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".avro"])
+def test_an_open_window_file_is_appended_to_and_compacted_to_what_a_replay_writes(tmp_path, suffix):
+    """Before its window closes a live window file holds every pane so far in arrival order,
+    a re-emitted one possibly twice (same id); compacting it gives the bounded run's bytes."""
+    results = results_over(windows=1)
+    target = window_file(tmp_path / "live" / f"totals{suffix}", results[0]["window_start"], results[0]["window_end"])
+    arrivals = results[::-1] + results[:1]  # a restart re-emits the first result
+    for result in arrivals:
+        append_result(target, result)
+    assert [r["id"] for r in read_window_file(target)] == [r["id"] for r in arrivals]
+    compact_window_file(target)
+    write_results(FileSink(tmp_path / "bounded" / f"totals{suffix}"), results)
+    assert target.read_bytes() == window_files(tmp_path / "bounded" / f"totals{suffix}")[0].read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".avro"])
+def test_an_append_torn_by_a_kill_is_not_a_result_and_is_cut_before_the_next(tmp_path, suffix):
+    """A live writer killed inside an append leaves part of a record at the end of the file:
+    readers leave it out (its bundle did not finish, so the result comes again), and the
+    next append cuts it off first."""
+    results = results_over(windows=1)
+    done, torn, again = results[:2], results[2], results[3:]
+    sink = FileSink(tmp_path / "live" / f"totals{suffix}")
+    write_results(sink, done, live=True)
+    [path] = window_files(sink.path)
+    with path.open("ab") as out:
+        out.write(_encode(path, [torn], header=False)[:-20])
+    assert [r["id"] for r in read_window_file(path)] == [r["id"] for r in _by_window_then_key(done)]
+    write_results(sink, [torn, *again], live=True)
+    write_results(FileSink(tmp_path / "bounded" / f"totals{suffix}"), results)
+    assert path.read_bytes() == window_files(tmp_path / "bounded" / f"totals{suffix}")[0].read_bytes()
 
 
 def test_dead_letters_go_beside_the_results_as_json_lines_written_once(tmp_path):

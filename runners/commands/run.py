@@ -149,8 +149,9 @@ def prepare(args, live: bool) -> Job:
     if live and isinstance(source, ArchiveSource):
         raise UsageError(f"--source {args.source}: an archive file is history; use `kappa replay` for it")
     sink = parse_sink(args.sink, "--sink")
-    if live and isinstance(sink, FileSink) and isinstance(config.window, SessionWindows):
-        sink = replace(sink, sessions=True)  # a restart's orphan session panes are removed (runners/sinks/files.py)
+    if live and isinstance(sink, FileSink):  # window files are compacted at close (runners/sinks/live_files.py)
+        sink = replace(sink, allowed_lateness_ms=config.allowed_lateness_ms,
+                       sessions=isinstance(config.window, SessionWindows))  # a restart's orphan session panes go
     dead_sink = parse_dead_letter_sink(args.dead_letter) if args.dead_letter else sink.dead_letter_default()
     if args.runner == "dataflow" and not args.dry_run and isinstance(sink, (FileSink, ConsoleSink)):
         raise UsageError(f"--sink {args.sink}: Dataflow workers would write it on their own disks; "

@@ -12,12 +12,13 @@ Invariants every sink keeps:
 
 * **Idempotent by result id.** Ids are deterministic, so a re-run writes the same
   records: Kafka and Pub/Sub readers dedupe by id (the key / the ``id`` attribute);
-  a window file is rewritten whole, deduplicated by id and sorted by
-  ``(key, pane_index)``, so a re-run leaves byte-identical files instead of duplicates.
+  a window file is written whole, deduplicated by id and sorted by
+  ``(key, pane_index)``, so a re-run leaves byte-identical files instead of duplicates
+  (live: appended to, and compacted so when the window closes; ``live_files.py``).
 * **A finished bundle means durable results.** Kafka is flushed and Pub/Sub publish
   futures are awaited in ``finish_bundle`` (a failed delivery fails the bundle); files
-  are replaced atomically (temp file + ``os.replace``). Live runs commit source offsets
-  only after that.
+  are replaced atomically (temp file + ``os.replace``) or appended to in one write. Live
+  runs commit source offsets only after that.
 * **Dead letters go beside the results** (:meth:`Sink.dead_letter_default`) as plain
   JSON lines of ``DeadLetter.to_json()``, never per window.
 
@@ -25,8 +26,8 @@ Parsing checks only the text (:class:`UsageError`); :meth:`Sink.preflight` check
 environment before any work (:class:`KappaError`). Both messages start with the flag.
 
 The package: this module holds the grammar; ``kinds.py`` the sinks and their transforms;
-``files.py`` window files (naming, contents, writers); ``messages.py`` the Kafka and
-Pub/Sub writers.
+``files.py`` window files (naming, contents, the bounded writer); ``live_files.py`` the
+live writer; ``messages.py`` the Kafka and Pub/Sub writers.
 """
 
 from __future__ import annotations

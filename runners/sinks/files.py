@@ -1,5 +1,5 @@
-"""Window files of the file sink: their names, their contents, and the DoFns that write
-them (whole after a GroupByKey in a replay; merged into, result by result, live)."""
+"""Window files of the file sink: their names, their contents, and the DoFn that writes
+them whole after a GroupByKey in a replay (live runs append to them: ``live_files.py``)."""
 
 from __future__ import annotations
 
@@ -64,43 +64,82 @@ def _result_codec(fmt: str):
     return make_codec(fmt, RESULT_SCHEMA)
 
 
+def _sync_marker(target: Path) -> bytes:
+    """The Avro sync marker of a window file, derived from its name: equal results give
+    byte-identical files, and a live writer can append blocks without reading the header."""
+    import hashlib
+
+    return hashlib.sha256(target.name.encode()).digest()[:16]
+
+
+def _encode(target: Path, ordered: list[dict], header: bool) -> bytes:
+    """``ordered`` as the bytes of ``target``'s format: JSON lines, or Avro data blocks,
+    after the container's header when ``header`` (without it: what an append adds)."""
+    if target.suffix == ".jsonl":
+        codec = _result_codec("json")
+        return b"".join(codec.encode(r) + b"\n" for r in ordered)
+    import io
+
+    import fastavro
+
+    def avro(records) -> bytes:
+        out = io.BytesIO()
+        fastavro.writer(out, _result_codec("avro").schema, records, sync_marker=_sync_marker(target))
+        return out.getvalue()
+
+    whole = avro(ordered)
+    return whole if header else whole[len(avro([])):]
+
+
 def _render_window_file(target: Path, results) -> bytes | None:
     """The bytes of one window file: results deduplicated by id, sorted by (key, pane_index);
     None when nothing is left to write.
 
     A (pipeline, key) whose session was merged away (a result ``merged_into`` another
-    session) has no window here: its results are left out. Avro files get a sync
-    marker derived from the file name, so equal results give byte-identical files."""
+    session) has no window here: its results are left out."""
     unique = {r["id"]: r for r in results}
     superseded = {(r["pipeline"], r["key"]) for r in unique.values() if r.get("merged_into")}
     ordered = sorted((r for r in unique.values() if (r["pipeline"], r["key"]) not in superseded),
                      key=lambda r: (r["key"], r["pane_index"], r["pipeline"], r["id"]))
-    if not ordered:
-        return None
-    if target.suffix == ".jsonl":
+    return _encode(target, ordered, header=True) if ordered else None
+
+
+def _complete_length(path: Path) -> int:
+    """How many leading bytes of a window file are whole records: all of it, unless a live
+    writer was killed in the middle of an append (then the torn tail is not a result).
+    Every append ends with a newline (JSON lines) or the file's sync marker (Avro), so a
+    whole file costs reading its last few bytes."""
+    size = path.stat().st_size
+    end = b"\n" if path.suffix == ".jsonl" else _sync_marker(path)
+    with path.open("rb") as data:
+        data.seek(max(0, size - len(end)))
+        if data.read() == end:
+            return size
+        position = size
+        while position > 0:  # torn: search backwards, a chunk at a time
+            start = max(0, position - 65536)
+            data.seek(start)
+            chunk = data.read(min(size, position + len(end)) - start)  # overlap: an end across chunks
+            found = chunk.rfind(end)
+            if found >= 0:
+                return start + found + len(end)
+            position = start
+    return 0
+
+
+def read_window_file(path: Path) -> list[dict]:
+    """The result records of one window file (``.jsonl`` or ``.avro``), as written (a torn
+    last append of a killed live writer left out)."""
+    with path.open("rb") as data:
+        whole = data.read(_complete_length(path))
+    if path.suffix == ".jsonl":
         codec = _result_codec("json")
-        return b"".join(codec.encode(r) + b"\n" for r in ordered)
-    import hashlib
+        return [codec.decode(line) for line in whole.splitlines() if line.strip()]
     import io
 
     import fastavro
 
-    out = io.BytesIO()
-    marker = hashlib.sha256(target.name.encode()).digest()[:16]
-    fastavro.writer(out, _result_codec("avro").schema, ordered, sync_marker=marker)
-    return out.getvalue()
-
-
-def read_window_file(path: Path) -> list[dict]:
-    """The result records of one window file (``.jsonl`` or ``.avro``), as written."""
-    if path.suffix == ".jsonl":
-        codec = _result_codec("json")
-        with path.open("rb") as lines:
-            return [codec.decode(line) for line in lines if line.strip()]
-    import fastavro
-
-    with path.open("rb") as data:
-        return list(fastavro.reader(data))
+    return list(fastavro.reader(io.BytesIO(whole))) if whole else []
 
 
 def _replace_file(target: Path, data: bytes | None) -> None:
@@ -144,68 +183,6 @@ class _WriteWindowFileFn(beam.DoFn):
         results = list(results)
         _replace_file(Path(target), _render_window_file(Path(target), results))
         self.counter.inc(len(results))
-
-
-class _MergeIntoWindowFileFn(beam.DoFn):
-    """Live runs: each result merged into its window file as the file stands on disk
-    (deduplicated by id, atomically replaced), so the file always holds every pane so far.
-
-    The file itself is the state: nothing is kept in the runner, so a restarted run adds
-    to what an earlier run wrote instead of starting the file anew, and a runner that
-    hands one key to two bundles at once (Beam's prism does) cannot make one bundle's
-    write erase the other's. Writers to one sink directory take turns under a file lock
-    (in the temp directory, named by the sink directory): the local runners' workers
-    share the machine."""
-
-    def __init__(self, sessions_of: Path | None = None):
-        self.counter = beam.metrics.Metrics.counter("kappa", "results_written")
-        self.sessions_of = sessions_of  #: the sink's path, for session windows
-
-    def process(self, element):
-        target, result = Path(element[0]), element[1]
-        with _directory_lock(target.parent):
-            so_far = read_window_file(target) if target.exists() else []
-            _replace_file(target, _render_window_file(target, so_far + [result]))
-            if self.sessions_of is not None and result["is_last"] and not result.get("merged_into"):
-                self._drop_orphans_inside(result)
-        self.counter.inc()
-
-    def _drop_orphans_inside(self, final: dict) -> None:
-        """A restarted run rebuilds a session from the log; if it grew past the kill, the
-        panes the killed run fired for its smaller extent were never superseded (the new
-        run did not know them). Those of the key's sessions strictly inside this final one
-        that have no final pane of their own are removed, as a superseded pane would have."""
-        start, end = final["window_start"], final["window_end"]
-        for path in window_files(self.sessions_of):
-            window = _window_of_file(path)
-            if window is None or not (start <= window[0] and window[1] <= end) or window == (start, end):
-                continue
-            results = read_window_file(path)
-            mine = [r for r in results if (r["pipeline"], r["key"]) == (final["pipeline"], final["key"])]
-            if mine and not any(r["is_last"] for r in mine):
-                _replace_file(path, _render_window_file(path, [r for r in results if r not in mine]))
-
-
-class _directory_lock:
-    """An exclusive lock over a sink directory's window files, across threads and processes."""
-
-    def __init__(self, directory: Path):
-        import hashlib
-
-        name = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:24]
-        self.path = Path(tempfile.gettempdir()) / "kappa-sink-locks" / f"{name}.lock"
-
-    def __enter__(self):
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a")
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()  # releases the lock
-        return False
 
 
 class _WriteLinesFileFn(beam.DoFn):

@@ -10,8 +10,9 @@ from pathlib import Path
 import apache_beam as beam
 
 from kappa.runners.errors import KappaError
-from kappa.runners.sinks.files import (AppendLinesFn, _dead_letter_line, _MergeIntoWindowFileFn, _result_line,
-                                       _WriteLinesFileFn, _WriteWindowFileFn, window_file)
+from kappa.runners.sinks.files import (AppendLinesFn, _dead_letter_line, _result_line, _WriteLinesFileFn,
+                                       _WriteWindowFileFn, window_file)
+from kappa.runners.sinks.live_files import AppendToWindowFileFn
 from kappa.runners.sinks.messages import _ensure_pubsub_topic, _KafkaWriteFn, _PubSubWriteFn
 
 RESULT_FORMATS = ("json", "avro")
@@ -125,8 +126,10 @@ class FileSink(Sink):
     flag: str = "--sink"
     dead_letters: bool = False
     #: session windows, live: a final session removes the key's orphan panes of sessions
-    #: inside it (see _MergeIntoWindowFileFn)
+    #: inside it (see live_files.py)
     sessions: bool = False
+    #: live: a window's file is compacted once the watermark passes its end plus this
+    allowed_lateness_ms: int = 0
 
     def __str__(self):
         return f"file:{self.path}"
@@ -161,7 +164,8 @@ class FileSink(Sink):
         by_file = pcoll | "ByWindowFile" >> beam.Map(
             lambda r: (str(window_file(target, r["window_start"], r["window_end"])), r))
         if live:
-            return by_file | "Merge" >> beam.ParDo(_MergeIntoWindowFileFn(target if self.sessions else None))
+            return by_file | "Append" >> beam.ParDo(
+                AppendToWindowFileFn(self.allowed_lateness_ms, target if self.sessions else None))
         return by_file | "GroupByFile" >> beam.GroupByKey() | "Write" >> beam.ParDo(_WriteWindowFileFn())
 
 
@@ -188,8 +192,9 @@ class ConsoleSink(Sink):
 
 
 class WriteResults(beam.PTransform):
-    """Result records -> ``sink``. ``live``: a streaming run (each result is merged into
-    its window file as it comes, instead of each file written once after a GroupByKey)."""
+    """Result records -> ``sink``. ``live``: a streaming run (each result is appended to
+    its window file as it comes, the file compacted when its window closes, instead of
+    each file written once after a GroupByKey)."""
 
     def __init__(self, sink: Sink, live: bool):
         super().__init__()
