@@ -4,12 +4,35 @@ never joins a group (it only assigns and queries)."""
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from kappa.replay.errors import ReplayError
 from kappa.replay.kafka_client import ClientErrors, Unreachable, client_config, wait_for_metadata
 
-__all__ = ["KafkaTopicLog", "consumer_config"]
+__all__ = ["KafkaTopicLog", "commit_offsets", "consumer_config", "retrying"]
+
+#: Group-coordinator errors a broker gives while it starts, restarts or moves a group: retried.
+_COORDINATOR_MOVING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE)
+
+
+def retrying(request, timeout_s: float, failed: str):
+    """``request()``, again while the broker says to retry (a group coordinator that is
+    moving or still loading, as on a broker just started or restarted), for up to
+    ``timeout_s``; then, or on any other error, a ReplayError: ``failed``, the broker's reason."""
+    deadline, pause = time.monotonic() + timeout_s, 0.2
+    while True:
+        try:
+            return request()
+        except KafkaException as err:
+            error = err.args[0]
+            transient = error.retriable() or error.code() in _COORDINATOR_MOVING
+            if not transient or time.monotonic() + pause > deadline:
+                raise ReplayError(f"{failed}: {error.str()}") from None
+        time.sleep(pause)
+        pause = min(2 * pause, 2.0)
 
 
 def consumer_config(bootstrap: str, group: str, isolation_level: str = "read_committed", **extra) -> dict:
@@ -33,15 +56,12 @@ def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, in
                    metadata: dict[int, str] | None = None) -> None:
     """Commit ``offsets`` (partition -> next offset to read) to ``group``, synchronously,
     each with its ``metadata`` string if given."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
     consumer = Consumer(consumer_config(bootstrap, group, **{"socket.timeout.ms": int(timeout_s * 1000)}))
     try:
         metadata = metadata or {}
-        consumer.commit(offsets=[TopicPartition(topic, p, o, metadata=metadata.get(p, ""))
-                                 for p, o in sorted(offsets.items())], asynchronous=False)
-    except KafkaException as err:
-        raise ReplayError(f"committing the drained offsets to group {group!r}: {err.args[0].str()}") from None
+        retrying(lambda: consumer.commit(offsets=[TopicPartition(topic, p, o, metadata=metadata.get(p, ""))
+                                                  for p, o in sorted(offsets.items())], asynchronous=False),
+                 timeout_s, f"committing the drained offsets to group {group!r}")
     finally:
         consumer.close()
 
@@ -114,7 +134,4 @@ class KafkaTopicLog:
         return out
 
     def _call(self, request):
-        try:
-            return request()
-        except KafkaException as err:
-            raise ReplayError(f"Kafka at {self.bootstrap} did not answer for {self.topic!r}: {err.args[0].str()}") from None
+        return retrying(request, self.timeout_s, f"Kafka at {self.bootstrap} did not answer for {self.topic!r}")
