@@ -120,9 +120,10 @@ def test_produce_and_replay_over_sasl_ssl_equal_a_replay_over_plaintext_and_writ
     kappa("replay", "--pipeline", "merchant_totals", "--source", f"kafka://{secure['SASL_SSL']}/{topic}",
           "--kafka-config", config, "--registry", registry, "--runner", "direct", "--run-dir", run_dir,
           "--sink", f"file:{tmp_path / 'scram' / 'totals.jsonl'}", "--quiet")
-    # The same manifest through PLAIN, with the settings as flags; and the plaintext listener.
+    # The same manifest through PLAIN, with the settings as flags only, read by two worker
+    # processes (they get the settings from kappa's environment); and the plaintext listener.
     kappa("replay", "--manifest", run_dir / "manifest.json", "--registry", registry, "--runner", "direct",
-          "--kafka-option", "security.protocol=SASL_SSL", "--kafka-option", "sasl.mechanism=PLAIN",
+          "--parallelism", "2", "--kafka-option", "security.protocol=SASL_SSL", "--kafka-option", "sasl.mechanism=PLAIN",
           "--kafka-option", "sasl.username=paula", "--kafka-option", f"sasl.password={PLAIN_PASSWORD}",
           "--kafka-option", f"ssl.ca.location={certs / 'ca.pem'}",
           "--sink", f"file:{tmp_path / 'plain' / 'totals.jsonl'}", "--quiet")
