@@ -355,6 +355,11 @@ class _ReadPartitionLiveFn(_ReadPartitionFn):
                 watermark=beam.DoFn.WatermarkEstimatorParam()):
         yield from self._read(element, tracker, watermark, live=True, finalizer=finalizer)
 
+    def truncate(self, element, restriction):
+        """A runner's drain (Dataflow's) ends the live range where the reader stands: the rest
+        is not read (Beam's default would read an offset range to its end, which never comes)."""
+        return None if restriction.stop == LIVE_STOP else restriction
+
 
 class _LiveClock:
     """A live batch's clock: the partition's watermark W as the batch is emitted. A record W

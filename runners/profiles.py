@@ -16,7 +16,7 @@ A remote Flink's workers are started by its TaskManagers: ``--environment-type P
 without ``--environment-config`` runs Beam's boot program with this installation's
 Python (``runners/local/tools.process_environment``), for clusters whose machines have
 kappa installed at the same place; draining and progress then go through Flink's REST
-API (``replay/flink_rest.py``). ``preflight`` checks
+API (``replay/remote_channel.py``). ``preflight`` checks
 everything a runner needs before any work starts (a tool not installed, a Flink
 master that does not answer, a Dataflow option missing) and raises a one-line error.
 """
@@ -73,6 +73,13 @@ class RunnerSettings:
     job_name: str | None = None
     dataflow: DataflowSettings = field(default_factory=DataflowSettings)
     timeout_s: float = 10.0
+
+    @property
+    def workers_elsewhere(self) -> bool:
+        """Whether the workers run outside kappa's process (they do not share its run
+        directory, nor its commit ledger): Dataflow, or a Flink cluster not told LOOPBACK."""
+        return self.runner == "dataflow" or (self.runner == "flink" and self.flink_master != LOCAL_MASTER
+                                             and self.environment_type not in (None, "LOOPBACK"))
 
 
 class _Profile:
