@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.runners]
 START = "2026-11-20T09:00:00Z"
 
 
-def kappa(*args, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+def kappa(*args, check: bool = True, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "kappa.runners.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=_env())
+                          timeout=timeout, env=_env(), cwd=cwd)
     if check and done.returncode != 0:
         raise AssertionError(f"kappa {' '.join(map(str, args))} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return done
