@@ -36,7 +36,7 @@ from kappa.replay.progress import RunChannel
 __all__ = ["DataflowRunChannel", "FlinkRunChannel", "MetricsChannel", "flink_job_id", "flink_stop_with_drain"]
 
 _PREFIX = "reader:"
-_FIELDS = ("position", "high", "watermark_ms", "drained")
+_FIELDS = ("partition", "position", "high", "watermark_ms", "drained")
 UNRECORDED_MARKS = "clock_marks_unrecorded"
 
 
@@ -71,14 +71,17 @@ class MetricsChannel(RunChannel):
             return {}
         try:
             gauges = self._result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["gauges"]
-        except Exception:  # a runner that cannot give metrics of a running job yet
+        except Exception:  # a runner that gives no metrics
             return {}
+        return self._reports({g.key.metric.name[len(_PREFIX):]: g.committed.value for g in gauges
+                              if g.key.metric.name.startswith(_PREFIX) and g.committed is not None})
+
+    def _reports(self, values: dict[str, int]) -> dict[str, dict]:
+        """``{"<reader>:<field>": value}`` as positions() gives them: by reader, then field."""
         out: dict[str, dict] = {}
-        for gauge in gauges:
-            name = gauge.key.metric.name
-            if name.startswith(_PREFIX) and gauge.committed is not None:
-                reader, field = name[len(_PREFIX):].rsplit(":", 1)
-                out.setdefault(reader, {})[field] = gauge.committed.value
+        for key, value in values.items():
+            reader, field = key.rsplit(":", 1)
+            out.setdefault(reader, {})[field] = value
         for report in out.values():
             report["drained"] = "drained" in report or self.drains_by_runner
         return out
@@ -100,9 +103,10 @@ class FlinkRunChannel(MetricsChannel):
     def __init__(self, run_dir, master: str, job_name: str, poll_s: float = 2.0):
         super().__init__(run_dir)
         self.master, self.job_name, self.poll_s = master, job_name, poll_s
-        self._checked = -1e9
+        self._checked = self._polled = -1e9
         self._stopping = False
         self._job_id: str | None = None
+        self._running: dict[str, dict] = {}
 
     def __getstate__(self):
         return {**super().__getstate__(), "master": self.master, "job_name": self.job_name, "poll_s": self.poll_s}
@@ -124,6 +128,22 @@ class FlinkRunChannel(MetricsChannel):
         except ReplayError:
             pass  # the JobManager is busy or restarting: ask again next time
         return self._stopping
+
+    def positions(self) -> dict[str, dict]:
+        """While the job runs, the readers' gauges as Flink's REST API shows them (its
+        metrics of the running tasks, for the progress view: at most every ``poll_s``);
+        once it has ended, the job's final metrics (for the drained manifest)."""
+        if self._result is not None and PipelineState.is_terminal(self._result.state):
+            return super().positions()
+        now = time.monotonic()
+        if now - self._polled >= self.poll_s:
+            self._polled = now
+            try:
+                self._job_id = self._job_id or flink_job_id(self.master, self.job_name)
+                self._running = self._reports(flink_reader_gauges(self.master, self._job_id)) if self._job_id else {}
+            except ReplayError:
+                pass  # keep the last view
+        return self._running
 
     def request_stop(self) -> None:
         job_id = flink_job_id(self.master, self.job_name)
@@ -176,6 +196,27 @@ def _flink_stopping(master: str, job_id: str) -> bool:
     history = _rest(master, f"/jobs/{job_id}/checkpoints").get("history", [])
     return any(c.get("is_savepoint") and c.get("status") == "IN_PROGRESS" and "SYNC" in c.get("checkpoint_type", "")
                for c in history)
+
+
+def flink_reader_gauges(master: str, job_id: str) -> dict[str, int]:
+    """The readers' gauges of a running job, ``{"<reader>:<field>": value}``. Beam's Flink runner
+    registers each Beam metric as a Flink metric of its task, named ``<namespace>_<name>`` with
+    ``:`` as ``_`` (``kappa_reader_t-0_position``)."""
+    prefix = f"{METRICS_NAMESPACE}_{_PREFIX.rstrip(':')}_"
+    out = {}
+    for vertex in _rest(master, f"/jobs/{job_id}")["vertices"]:
+        if vertex["status"] != "RUNNING":
+            continue
+        path = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+        ids = [m["id"] for m in _rest(master, path) if f".{prefix}" in m["id"]]
+        if not ids:
+            continue
+        for metric in _rest(master, f"{path}?get={','.join(ids)}"):
+            name = metric["id"].split(f".{prefix}", 1)[1]
+            field = next((f for f in _FIELDS if name.endswith(f"_{f}")), None)
+            if field is not None and metric.get("value") not in (None, ""):
+                out[f"{name[:-len(field) - 1]}:{field}"] = int(float(metric["value"]))
+    return out
 
 
 def flink_stop_with_drain(master: str, job_id: str) -> str:

@@ -6,8 +6,8 @@ program (``--environment-type PROCESS``), so nothing runs in kappa's process.
 * A replay writes the same files, byte for byte, as DirectRunner does from the same
   manifest, with the registry named by a path relative to the launcher's directory,
   which the workers (started elsewhere) cannot open: the schemas travel with the job.
-* A live run drains through Flink's REST API (stop-with-savepoint with drain): nothing
-  goes through the run directory, the savepoint completes, the readers' positions come
+* A live run shows its readers' lag from Flink's metrics (REST) and drains through
+  Flink's REST API (stop-with-savepoint with drain): nothing goes through the run directory, the savepoint completes, the readers' positions come
   back as job metrics into the drained manifest, and a replay of it on DirectRunner is
   found equal by ``kappa verify``.
 """
@@ -65,6 +65,7 @@ def test_a_live_run_on_a_standalone_flink_cluster_drains_through_its_rest_api(
                   "--job-name", job_name, "--group", topic_name, "--sink", f"file:{live_dir / 'totals.jsonl'}",
                   "--run-dir", run_dir) as run:
         run.wait_for(lambda: _window_files(live_dir), "the backlog's windows closing", 180)
+        run.wait_for(lambda: "lag p0=0 p1=0" in run.output, "progress from Flink's metrics, caught up", 60)
         _produce(kafka_bootstrap, topic_name, registry, "--count", "100", "--rate", "50", "--start", "now")
         run.drain()  # SIGINT: kappa asks Flink for stop-with-savepoint with drain
 

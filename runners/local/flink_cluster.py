@@ -103,10 +103,11 @@ class FlinkCluster:
         self._write_config()
         base = [java, *_JAVA_OPENS, f"-Dlog4j2.configurationFile={_LOG4J}", "-cp", classpath]
         self.jobmanager.start([*base, "-Xmx512m", "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
-                               "--configDir", str(self.conf_dir)])
+                               "--configDir", str(self.conf_dir)], cwd=self.state_dir)
         jvm, dynamic = self._taskmanager_resources(base)
+        # In its state dir: the Python workers it starts write their pipeline_options.json there.
         self.taskmanager.start([*base, *jvm, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
-                                "--configDir", str(self.conf_dir), *dynamic])
+                                "--configDir", str(self.conf_dir), *dynamic], cwd=self.state_dir)
         try:
             self.jobmanager.wait_ready(self.answering, timeout_s, f"Flink cluster on {self.master}")
         except KappaError:

@@ -75,11 +75,12 @@ class ServerProcess:
             return None
         return pid
 
-    def start(self, argv: list[str], env: dict | None = None) -> None:
+    def start(self, argv: list[str], env: dict | None = None, cwd: Path | None = None) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "wb") as log:
             self._child = subprocess.Popen(
                 argv,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
