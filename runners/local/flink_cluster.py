@@ -10,14 +10,12 @@ the TaskManager starts the Python workers itself (``--environment-type PROCESS``
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from kappa.runners.errors import KappaError
-from kappa.runners.local.process import ServerProcess, find_java, free_port, port_in_use
+from kappa.runners.local.process import ServerProcess, find_java, free_port, maven_jars, port_in_use
 
 __all__ = ["FLINK_CLUSTER_VERSION", "FlinkCluster", "install_flink_cluster"]
 
@@ -35,25 +33,7 @@ _JAVA_OPENS = [f"--add-opens=java.base/{package}=ALL-UNNAMED" for package in (
 
 def install_flink_cluster(home: Path, quiet: bool = False) -> Path:
     """Copy the cluster's jars from Maven Central into ``home`` (once); return the lib dir."""
-    lib = home / f"flink-{FLINK_CLUSTER_VERSION}" / "lib"
-    if (lib / ".complete").exists():
-        return lib
-    mvn = shutil.which("mvn")
-    if not mvn:
-        raise KappaError("Maven (mvn) not found: it is needed once, to fetch Flink's jars from Maven Central")
-    if not quiet:
-        print(f"kappa: fetching Apache Flink {FLINK_CLUSTER_VERSION} jars from Maven Central (once) ...",
-              file=sys.stderr)
-    if lib.exists():
-        shutil.rmtree(lib)  # a partial earlier attempt
-    lib.mkdir(parents=True)
-    result = subprocess.run([mvn, "-B", "-q", "-f", str(_POM), "dependency:copy-dependencies",
-                             f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        raise KappaError(f"Maven could not fetch Flink {FLINK_CLUSTER_VERSION}: {' | '.join(tail)}")
-    (lib / ".complete").write_text(FLINK_CLUSTER_VERSION)
-    return lib
+    return maven_jars(_POM, home / f"flink-{FLINK_CLUSTER_VERSION}" / "lib", f"Apache Flink {FLINK_CLUSTER_VERSION}", quiet)
 
 
 class FlinkCluster:
