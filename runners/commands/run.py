@@ -357,7 +357,10 @@ def _run_job(job: Job, args) -> int:
     started = time.monotonic()
     p = beam.Pipeline(runner=job.profile.runner(), options=options)
     build_pipeline(p, job)
-    view = ProgressView(job.channel, job.manifest, job.live)
+    # No bar for a replay on remote workers: Beam's Flink batch stages report their metrics only
+    # as they finish, and a bar at 0% until the end would say nothing true.
+    bar = job.manifest if job.live or not job.runner_settings.workers_elsewhere else None
+    view = ProgressView(job.channel, bar, job.live)
     try:
         with (view if not args.quiet else _Nothing()):
             result = p.run()
