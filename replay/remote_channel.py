@@ -49,6 +49,9 @@ class MetricsChannel(RunChannel):
     def __init__(self, run_dir, interval_s: float = 0.5):
         super().__init__(run_dir, interval_s)
         self._result = None
+        #: whether this launcher asked for the drain: a live job that ended otherwise (Flink's
+        #: own ``stop`` without ``--drain`` ends it with windows unwritten) is not a drained one
+        self.drain_requested = False
 
     def attach(self, result) -> None:
         self._result = result
@@ -150,6 +153,7 @@ class FlinkRunChannel(MetricsChannel):
         if job_id is None:
             raise ReplayError(f"Flink at {self.master} runs no job named {self.job_name}")
         flink_stop_with_drain(self.master, job_id)
+        self.drain_requested = True
 
 
 class DataflowRunChannel(MetricsChannel):
@@ -165,6 +169,7 @@ class DataflowRunChannel(MetricsChannel):
         result = self._result
         if result is None or not result._runner.dataflow_client.modify_job_state(result.job_id(), "JOB_STATE_DRAINING"):
             raise ReplayError("Dataflow did not accept the drain request")
+        self.drain_requested = True
 
 
 # -- Flink's REST API ------------------------------------------------------------------------
@@ -186,13 +191,9 @@ def flink_job_id(master: str, job_name: str) -> str | None:
     return max(jobs, key=lambda j: j["start-time"])["jid"] if jobs else None
 
 
-def flink_job_state(master: str, job_id: str) -> str:
-    return _rest(master, f"/jobs/{job_id}")["state"]
-
-
 def _flink_stopping(master: str, job_id: str) -> bool:
-    if flink_job_state(master, job_id) != "RUNNING":
-        return True
+    """A stop-with-savepoint (a synchronous savepoint) in progress. Flink's REST API does not
+    tell a drain from a plain stop; the launcher trusts only the drains it asked for."""
     history = _rest(master, f"/jobs/{job_id}/checkpoints").get("history", [])
     return any(c.get("is_savepoint") and c.get("status") == "IN_PROGRESS" and "SYNC" in c.get("checkpoint_type", "")
                for c in history)

@@ -389,7 +389,10 @@ def _run_job(job: Job, args) -> int:
 
         ledger(job.durable).drained()  # every message pulled is in a written result: ack them all
     if job.live and job.manifest is not None:
-        if "DONE" in state:  # drained to the end: every result written
+        if "DONE" in state and isinstance(job.channel, MetricsChannel) and not job.channel.drain_requested:
+            say("the job was stopped outside kappa (a stop that may not have drained): no replay manifest saved, "
+                "nothing committed; the group keeps its last commit")
+        elif "DONE" in state:  # drained to the end: every result written
             _save_drained_manifest(job, say)
         else:  # cancelled: what the windows held was not written; the group keeps its last durable commit
             say(f"the job ended {state}: no replay manifest saved; the group keeps its last commit (records "
