@@ -84,7 +84,8 @@ class _LiveRun:
 
     def __init__(self, *args):
         self.proc = subprocess.Popen([sys.executable, "-m", "kappa.runners.cli", "live", *map(str, args)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
+                                     start_new_session=True)  # its group: a failed test ends its job server too
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -107,8 +108,10 @@ class _LiveRun:
         return self
 
     def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # kappa and the runner it started, if still there
+        except ProcessLookupError:
+            pass
 
     def wait_for(self, condition, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
