@@ -62,7 +62,7 @@ from kappa.replay.decoding import (DEAD_LETTER, FAILURES, LIVE_STOP, METRICS_NAM
                              expand_read, offset_tracker)
 from kappa.replay.durable import CommitSpec, ledger
 from kappa.replay.errors import ReplayError
-from kappa.replay.manifest import DecodingSpec, Manifest, PartitionRange
+from kappa.replay.manifest import CarriedDecoding, DecodingSpec, Manifest, PartitionRange
 from kappa.replay.progress import RunChannel
 from kappa.schemas.records import Provenance, RecordBatch, SourceRecord
 from kappa.transforms.event_time import BROKER_TIMESTAMP_TYPES, DEFAULT_MAX_AHEAD_MS, EventTimeSpec
@@ -73,7 +73,7 @@ __all__ = ["DEAD_LETTER", "METRICS_NAMESPACE", "ReadFromKafkaReplay", "ReadSetti
 @dataclass(frozen=True)
 class ReadSettings:
     bootstrap: str
-    decoding: DecodingSpec
+    decoding: DecodingSpec | CarriedDecoding
     event_time: str = "field:timestamp"
     max_out_of_orderness_ms: int = 0
     isolation_level: str = "read_committed"
@@ -98,7 +98,7 @@ class ReadSettings:
     def from_manifest(cls, manifest: Manifest, **overrides) -> "ReadSettings":
         return cls(
             bootstrap=manifest.bootstrap,
-            decoding=manifest.decoding,
+            decoding=manifest.decoding.carried(),  # contents, not the launcher's paths
             event_time=manifest.event_time,
             max_out_of_orderness_ms=manifest.max_out_of_orderness_ms,
             isolation_level=manifest.isolation_level,
@@ -354,6 +354,11 @@ class _ReadPartitionLiveFn(_ReadPartitionFn):
                 tracker=beam.DoFn.RestrictionParam(),
                 watermark=beam.DoFn.WatermarkEstimatorParam()):
         yield from self._read(element, tracker, watermark, live=True, finalizer=finalizer)
+
+    def truncate(self, element, restriction):
+        """A runner's drain (Dataflow's) ends the live range where the reader stands: the rest
+        is not read (Beam's default would read an offset range to its end, which never comes)."""
+        return None if restriction.stop == LIVE_STOP else restriction
 
 
 class _LiveClock:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kappa.replay.errors import ReplayError
 
-__all__ = ["MANIFEST_VERSION", "DecodingSpec", "Manifest", "PartitionRange", "code_version"]
+__all__ = ["MANIFEST_VERSION", "CarriedDecoding", "DecodingSpec", "Manifest", "PartitionRange", "code_version"]
 
 MANIFEST_VERSION = 1
 
@@ -66,12 +66,46 @@ class DecodingSpec:
     schema_ids: tuple[int, ...] = ()  #: ids registered under the subject at launch
 
     def make_codec(self):
-        from kappa.schemas import make_codec, open_registry
-        from kappa.schemas.catalog import SCHEMA_NAMES
+        return self.carried().make_codec()
 
-        schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
-        registry = open_registry(self.registry) if self.registry else None
-        return make_codec(self.format, schema, registry=registry)
+    def carried(self) -> "CarriedDecoding":
+        """This decoding as it travels with a job to its workers: the reader schema's
+        contents and, for a registry file, the writer schemas it holds now; a remote
+        worker has no copy of the launcher's files. An HTTP registry travels as its URL."""
+        from kappa.schemas.catalog import SCHEMA_NAMES
+        from kappa.schemas.registry import FileSchemaRegistry, is_url
+
+        try:
+            schema = self.schema if self.schema in SCHEMA_NAMES else json.loads(Path(self.schema).read_text())
+        except (OSError, ValueError) as err:
+            raise ReplayError(f"--schema {self.schema}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+        if self.registry and not is_url(self.registry):
+            writers = tuple(sorted(FileSchemaRegistry(self.registry).snapshot().items()))
+            return CarriedDecoding(self.format, schema, None, self.registry, writers)
+        return CarriedDecoding(self.format, schema, self.registry)
+
+
+@dataclass(frozen=True)
+class CarriedDecoding:
+    """A :class:`DecodingSpec` with contents instead of launcher paths (``DecodingSpec.carried``)."""
+
+    format: str
+    schema: str | dict  #: a shipped schema's name, or the reader schema itself
+    registry_url: str | None = None  #: an HTTP registry
+    registry_file: str | None = None  #: the launcher's registry file: read where a worker sees it
+    writer_schemas: tuple[tuple[int, str], ...] = ()  #: that file's schemas at launch, by id
+
+    def make_codec(self):
+        from kappa.schemas import make_codec
+        from kappa.schemas.registry import HttpSchemaRegistry, SnapshotRegistry
+
+        if self.registry_url:
+            registry = HttpSchemaRegistry(self.registry_url)
+        elif self.registry_file:
+            registry = SnapshotRegistry(dict(self.writer_schemas), self.registry_file)
+        else:
+            registry = None
+        return make_codec(self.format, self.schema, registry=registry)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from kappa.replay.decoding import (DEAD_LETTER, FAILURES, METRICS_NAMESPACE, REC
                              at_event_time, count_dead_letter, expand_read, offset_tracker)
 from kappa.replay.durable import ledger
 from kappa.replay.errors import ReplayError
-from kappa.replay.manifest import DecodingSpec
+from kappa.replay.manifest import CarriedDecoding, DecodingSpec
 from kappa.replay.progress import RunChannel
 from kappa.replay.points import AtInstant, Earliest, FromPoint, Snapshot
 from kappa.replay.redelivery import DUPLICATE, UNDECIDED, Redeliveries
@@ -57,7 +57,7 @@ _BEYOND_LEASE_S = 60  #: a bounded read keeps messages published after its stop 
 @dataclass(frozen=True)
 class PubSubReadSettings:
     subscription: str  #: projects/<p>/subscriptions/<s>
-    decoding: DecodingSpec
+    decoding: DecodingSpec | CarriedDecoding  #: carried (contents, not paths) when it goes to workers
     event_time: str = "publish_time"
     id_attribute: str | None = None  #: dedupe by this attribute; by message id when None
     max_out_of_orderness_ms: int = 0

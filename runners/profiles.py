@@ -12,7 +12,12 @@ dataflow   Google Cloud Dataflow (or ``--dry-run``)    streaming, streaming engi
 =========  ==========================================  =============================
 
 Local runners run the SDK harness inside kappa's process (LOOPBACK), which is what
-lets a live run be drained on request and show its progress. ``preflight`` checks
+lets a live run be drained on request and show its progress through the run directory.
+A remote Flink's workers are started by its TaskManagers: ``--environment-type PROCESS``
+without ``--environment-config`` runs Beam's boot program with this installation's
+Python (``runners/local/tools.process_environment``), for clusters whose machines have
+kappa installed at the same place; draining and progress then go through Flink's REST
+API (``replay/remote_channel.py``). ``preflight`` checks
 everything a runner needs before any work starts (a tool not installed, a Flink
 master that does not answer, a Dataflow option missing) and raises a one-line error.
 """
@@ -33,7 +38,8 @@ from pathlib import Path
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from kappa.runners.errors import KappaError, UsageError
-from kappa.runners.local.tools import FLINK_VERSION, flink_job_server_jar, prism_binary
+from kappa.runners.local.tools import (FLINK_VERSION, flink_job_server_jar, prism_binary, process_environment,
+                                      python_boot_binary)
 
 __all__ = ["PROFILES", "RUNNERS", "DataflowSettings", "RunnerSettings", "local_workers", "profile_for"]
 
@@ -74,6 +80,13 @@ class RunnerSettings:
     dataflow: DataflowSettings = field(default_factory=DataflowSettings)
     timeout_s: float = 10.0
 
+    @property
+    def workers_elsewhere(self) -> bool:
+        """Whether the workers run outside kappa's process (they do not share its run
+        directory, nor its commit ledger): Dataflow, or a Flink cluster not told LOOPBACK."""
+        return self.runner == "dataflow" or (self.runner == "flink" and self.flink_master != LOCAL_MASTER
+                                             and self.environment_type not in (None, "LOOPBACK"))
+
 
 class _Profile:
     name = ""
@@ -102,6 +115,8 @@ class _Profile:
         args = [f"--environment_type={settings.environment_type or 'LOOPBACK'}"]
         if settings.environment_config:
             args.append(f"--environment_config={settings.environment_config}")
+        elif settings.environment_type == "PROCESS":
+            args.append(f"--environment_config={process_environment()}")
         return args
 
 
@@ -153,6 +168,9 @@ class _Flink(_Profile):
         if not flink_job_server_jar().is_file():
             raise KappaError(f"--runner flink: Beam's Flink job server is not installed ({flink_job_server_jar()}); "
                              "run `kappa local install` (or scripts/dev setup)")
+        if settings.environment_type == "PROCESS" and not settings.environment_config and not python_boot_binary().is_file():
+            raise KappaError(f"--environment-type PROCESS: Beam's Python worker boot program is not built yet "
+                             f"({python_boot_binary()}); run `kappa local install` (or give --environment-config)")
         if settings.flink_master != LOCAL_MASTER:
             check_flink_master(settings.flink_master, settings.timeout_s)
             host = settings.flink_master.removeprefix("http://").rpartition(":")[0]

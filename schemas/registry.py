@@ -18,8 +18,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-__all__ = ["FileSchemaRegistry", "HttpSchemaRegistry", "RegistryUnavailable", "SchemaRegistry", "UnknownSchemaError",
-           "configure_http_registry", "is_url", "open_registry", "public_location"]
+__all__ = ["FileSchemaRegistry", "HttpSchemaRegistry", "RegistryUnavailable", "SchemaRegistry", "SnapshotRegistry",
+           "UnknownSchemaError", "configure_http_registry", "is_url", "open_registry", "public_location"]
 
 
 class UnknownSchemaError(LookupError):
@@ -87,6 +87,10 @@ class FileSchemaRegistry:
     def subjects(self) -> dict[str, list[int]]:
         return self._read()["subjects"]
 
+    def snapshot(self) -> dict[int, str]:
+        """Every schema in the file now, by id (JSON text)."""
+        return {int(sid): text for sid, text in self._read()["schemas"].items()}
+
     def subject_ids(self, subject: str) -> list[int]:
         """The ids of ``subject``'s versions, oldest first (none if the subject is unknown)."""
         return list(self.subjects().get(subject, []))
@@ -150,6 +154,30 @@ def public_location(location: str) -> str:
         return location
     parts = urlsplit(location)
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+class SnapshotRegistry:
+    """A registry file's schemas copied at launch (``FileSchemaRegistry.snapshot``), for
+    workers: an id the copy lacks (registered after launch) is looked up in the file
+    itself where the worker sees it (local runners), else it is unknown. Lookups only."""
+
+    def __init__(self, schemas: dict[int, str], path: str | Path):
+        self._schemas = dict(schemas)
+        self._file = FileSchemaRegistry(path)
+
+    def schema_by_id(self, schema_id: int) -> dict:
+        if schema_id in self._schemas:
+            return json.loads(self._schemas[schema_id])
+        if self._file.path.exists():
+            return self._file.schema_by_id(schema_id)
+        raise UnknownSchemaError(f"schema id {schema_id} was not in the registry {self._file.path} when the run "
+                                 "started (a worker that cannot read that file decodes with the copy taken then)")
+
+    def register(self, subject: str, schema: dict) -> int:
+        raise TypeError("a registry snapshot is read-only")
+
+    def latest(self, subject: str) -> tuple[int, dict]:
+        raise TypeError("a registry snapshot keeps schemas by id only")
 
 
 def open_registry(location: str | Path) -> SchemaRegistry:

@@ -1,8 +1,9 @@
-"""Session fixtures for the real components: an Apache Kafka broker and the Pub/Sub
-emulator, each started once per test session on free ports with throw-away data.
+"""Session fixtures for the real components: an Apache Kafka broker, the Pub/Sub
+emulator and a standalone Flink cluster, each started once per test session on free
+ports with throw-away data.
 
-``KAFKA_BOOTSTRAP`` / ``PUBSUB_EMULATOR_HOST`` point the tests at running ones
-instead. A component that cannot start fails every test that needs it: these
+``KAFKA_BOOTSTRAP`` / ``PUBSUB_EMULATOR_HOST`` / ``FLINK_MASTER`` point the tests at
+running ones instead. A component that cannot start fails every test that needs it: these
 fixtures never skip.
 """
 
@@ -15,6 +16,7 @@ import pytest
 
 from kappa.runners.home import kappa_home
 from kappa.runners.kafka_util import admin_client
+from kappa.runners.local.flink_cluster import FlinkCluster
 from kappa.runners.local.kafka import KafkaBroker
 from kappa.runners.local.process import free_port
 from kappa.runners.local.pubsub import PubSubEmulator
@@ -49,6 +51,24 @@ def pubsub_host(tmp_path_factory) -> str:
         yield emulator.host
     finally:
         emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def flink_master(tmp_path_factory) -> str:
+    """The REST address (host:port) of a real standalone Flink cluster that answers."""
+    from kappa.runners.profiles import check_flink_master
+
+    existing = os.environ.get("FLINK_MASTER")
+    if existing:
+        check_flink_master(existing, 10)  # raises, failing the test, if it does not answer
+        yield existing
+        return
+    cluster = FlinkCluster(kappa_home(), tmp_path_factory.mktemp("flink"), rest_port=free_port())
+    cluster.start()
+    try:
+        yield cluster.master
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

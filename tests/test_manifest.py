@@ -54,3 +54,27 @@ def test_missing_or_invalid_manifest_files_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ReplayError, match="bad.json is not a kappa replay manifest"):
         Manifest.load(tmp_path / "bad.json")
+
+
+
+def test_carried_decoding_holds_the_schemas_not_the_launchers_paths(tmp_path):
+    """What travels to a remote worker decodes with the launcher's files gone: the reader
+    schema's contents and the registry file's writer schemas go with it, by id."""
+    import pickle
+
+    from kappa.schemas import DecodeError, make_codec
+    from kappa.schemas.catalog import load_schema
+    from kappa.schemas.registry import FileSchemaRegistry
+    from tests.kafka_helpers import payment_at
+
+    registry, reader = tmp_path / "registry.json", tmp_path / "payment.avsc"
+    reader.write_text(json.dumps(load_schema("payment")))
+    writer = make_codec("confluent", "payment", FileSchemaRegistry(registry), "payments-value")
+    payload = writer.encode(payment_at(1_796_000_000_000, 1))
+    carried = pickle.loads(pickle.dumps(DecodingSpec("confluent", str(reader), str(registry)).carried()))
+    registry.unlink()
+    reader.unlink()
+    codec = carried.make_codec()
+    assert codec.decode(payload) == writer.decode(payload)
+    with pytest.raises(DecodeError, match="was not in the registry"):  # registered after launch: not carried
+        codec.decode(payload[:1] + (99).to_bytes(4, "big") + payload[5:])

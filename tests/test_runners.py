@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.runners]
 START = "2026-11-20T09:00:00Z"
 
 
-def kappa(*args, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+def kappa(*args, check: bool = True, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "kappa.runners.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=_env())
+                          timeout=timeout, env=_env(), cwd=cwd)
     if check and done.returncode != 0:
         raise AssertionError(f"kappa {' '.join(map(str, args))} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return done
@@ -95,7 +95,8 @@ class _LiveRun:
 
     def __init__(self, *args):
         self.proc = subprocess.Popen([sys.executable, "-m", "kappa.runners.cli", "live", *map(str, args)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
+                                     start_new_session=True)  # its group: a failed test ends its job server too
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -118,8 +119,10 @@ class _LiveRun:
         return self
 
     def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # kappa and the runner it started, if still there
+        except ProcessLookupError:
+            pass
 
     def wait_for(self, condition, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

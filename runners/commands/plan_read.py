@@ -218,7 +218,7 @@ def pubsub_settings(args, source, schema: str, bound_ms: int) -> PubSubReadSetti
     host = os.environ.get("PUBSUB_EMULATOR_HOST")
     now_ms = int(time.time() * 1000)
     start, stop = parse_from(args.start, now_ms), parse_to(args.stop, now_ms)
-    decoding = decoding_spec(args, schema)
+    decoding = decoding_spec(args, schema).carried()  # contents, not the launcher's paths
     if isinstance(stop, Never):
         stop_ms = None
     elif isinstance(stop, Now):

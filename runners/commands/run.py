@@ -39,6 +39,7 @@ from kappa.replay.errors import NoCommits, ReplayError
 from kappa.replay.kafka_log import commit_offsets
 from kappa.replay.manifest import Manifest
 from kappa.replay.progress import RunChannel
+from kappa.replay.remote_channel import DataflowRunChannel, FlinkRunChannel, MetricsChannel
 from kappa.replay.pubsub_source import ReadFromPubSubReplay
 from kappa.replay.sources import ArchiveSource, KafkaSource, PubSubSource, parse_source
 from kappa.runners.errors import KappaError, UsageError
@@ -164,7 +165,7 @@ def prepare(args, live: bool) -> Job:
 
     run_dir = args.run_dir or kappa_home() / "runs" / f"{pipeline.name}-{_stamp()}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    channel = RunChannel(run_dir)
+    channel = _run_channel(settings, run_dir)
     if live:
         pipeline.run_channel = channel  # the windowing marks the runner's clock decisions there
     schema = args.schema or pipeline.input_schema
@@ -181,7 +182,8 @@ def prepare(args, live: bool) -> Job:
     if not live and manifest is not None:
         _registry_exists(manifest)
     durable = None
-    if group is not None and manifest is not None:
+    # Workers elsewhere cannot reach the launcher's commit ledger: such a run commits when it drains.
+    if group is not None and manifest is not None and not settings.workers_elsewhere:
         manifest, durable = _durable_commits(args, manifest, group, config, run_dir)
         pipeline.durable = durable
     read = _read_transform(args, source, manifest, schema, config.max_out_of_orderness_ms, live, group, channel,
@@ -214,6 +216,15 @@ def _local_batch(settings: RunnerSettings) -> bool:
     """Whether a replay runs on this machine with workers kappa may start as processes."""
     return settings.runner == "direct" or (settings.runner == "flink" and settings.flink_master == LOCAL_MASTER
                                            and settings.environment_type is None)
+
+
+def _run_channel(settings: RunnerSettings, run_dir: Path) -> RunChannel:
+    """The run directory where the workers share it; else the runner's own ways (replay/remote_channel.py)."""
+    if not settings.workers_elsewhere:
+        return RunChannel(run_dir)
+    if settings.runner == "dataflow":
+        return DataflowRunChannel(run_dir)
+    return FlinkRunChannel(run_dir, settings.flink_master, settings.job_name)
 
 
 def _registry_exists(manifest: Manifest) -> None:
@@ -370,10 +381,15 @@ def _run_job(job: Job, args) -> int:
     started = time.monotonic()
     p = beam.Pipeline(runner=job.profile.runner(), options=options)
     build_pipeline(p, job)
-    view = ProgressView(job.channel, job.manifest, job.live)
+    # No bar for a replay on remote workers: Beam's Flink batch stages report their metrics only
+    # as they finish, and a bar at 0% until the end would say nothing true.
+    bar = job.manifest if job.live or not job.runner_settings.workers_elsewhere else None
+    view = ProgressView(job.channel, bar, job.live)
     try:
         with (view if not args.quiet else _Nothing()):
             result = p.run()
+            if isinstance(job.channel, MetricsChannel):
+                job.channel.attach(result)  # the readers report through the job's metrics
             # Beam's job-server wrapper took SIGINT to stop its server before anything else;
             # kappa's own handler (SIGTERM's) takes it back: the server ends with kappa.
             if callable(signal.getsignal(signal.SIGTERM)) and threading.current_thread() is threading.main_thread():
@@ -397,7 +413,10 @@ def _run_job(job: Job, args) -> int:
 
         ledger(job.durable).drained()  # every message pulled is in a written result: ack them all
     if job.live and job.manifest is not None:
-        if "DONE" in state:  # drained to the end: every result written
+        if "DONE" in state and isinstance(job.channel, MetricsChannel) and not job.channel.drain_requested:
+            say("the job was stopped outside kappa (a stop that may not have drained): no replay manifest saved, "
+                "nothing committed; the group keeps its last commit")
+        elif "DONE" in state:  # drained to the end: every result written
             _save_drained_manifest(job, say)
         else:  # cancelled: what the windows held was not written; the group keeps its last durable commit
             say(f"the job ended {state}: no replay manifest saved; the group keeps its last commit (records "
@@ -487,7 +506,11 @@ def _follow(result, job: Job, args, say) -> None:
             requests.wait(1.0)
         if not _terminal(result):
             say("draining: readers stop where they are, open windows close (Ctrl-C again cancels)")
-            job.channel.request_stop()
+            try:
+                job.channel.request_stop()
+            except ReplayError as err:
+                say(f"the runner did not take the drain ({err}): cancelling instead")
+                result.cancel()
             result.wait_until_finish()
     finally:
         for s, handler in previous.items():
@@ -516,6 +539,10 @@ def _save_drained_manifest(job: Job, say) -> None:
     path = job.run_dir / "manifest.json"
     drained.save(path)
     marked = sum(len(r.clock_marks) for r in ranges)
+    unrecorded = job.channel.unrecorded_marks() if isinstance(job.channel, MetricsChannel) else 0
+    if unrecorded:
+        say(f"{unrecorded:,} records met a watermark the clock had moved past the log's, and a remote run cannot "
+            "record those yet: the replay may decide their fate differently (kappa verify --exclude-too-late)")
     if marked:
         say(f"{marked:,} records met a watermark the clock had moved past the log's (a caught-up partition's, or "
             "a runner's that did not wait for them): the manifest records those watermarks so the replay decides "

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 from kappa.runners.errors import KappaError
-from kappa.runners.local.process import ServerProcess, find_java, port_in_use
+from kappa.runners.local.process import ServerProcess, find_java, maven_jars, port_in_use
 
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "install_kafka", "kafka_lib_dir"]
 
@@ -58,29 +56,7 @@ def kafka_lib_dir(home: Path) -> Path:
 
 def install_kafka(home: Path, quiet: bool = False) -> Path:
     """Copy Kafka's runtime jars from Maven Central into ``home`` (once); return the lib dir."""
-    lib = kafka_lib_dir(home)
-    done = lib / ".complete"
-    if done.exists():
-        return lib
-    mvn = shutil.which("mvn")
-    if not mvn:
-        raise KappaError("Maven (mvn) not found: it is needed once, to fetch the Kafka jars from Maven Central")
-    if not quiet:
-        print(f"kappa: fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central (once) ...", file=sys.stderr)
-    if lib.exists():
-        shutil.rmtree(lib)  # a partial earlier attempt
-    lib.mkdir(parents=True)
-    result = subprocess.run(
-        [mvn, "-B", "-q", "-f", str(_POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        raise KappaError(f"Maven could not fetch Kafka {KAFKA_VERSION}: {' | '.join(tail)}")
-    done.write_text(KAFKA_VERSION)
-    return lib
+    return maven_jars(_POM, kafka_lib_dir(home), f"Apache Kafka {KAFKA_VERSION}", quiet)
 
 
 class KafkaBroker:

@@ -13,13 +13,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from kappa.runners.errors import KappaError
 
-__all__ = ["ServerProcess", "find_java", "free_port", "port_in_use"]
+__all__ = ["ServerProcess", "find_java", "free_port", "maven_jars", "port_in_use"]
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -51,6 +52,29 @@ def find_java() -> str:
     return java
 
 
+def maven_jars(pom: Path, lib: Path, what: str, quiet: bool = False) -> Path:
+    """Copy the runtime jars ``pom`` names from Maven Central into ``lib`` (once: a finished copy
+    is marked ``.complete``, a partial one is redone); return ``lib``."""
+    done = lib / ".complete"
+    if done.exists():
+        return lib
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise KappaError(f"Maven (mvn) not found: it is needed once, to fetch the {what} jars from Maven Central")
+    if not quiet:
+        print(f"kappa: fetching {what} jars from Maven Central (once) ...", file=sys.stderr)
+    if lib.exists():
+        shutil.rmtree(lib)  # a partial earlier attempt
+    lib.mkdir(parents=True)
+    result = subprocess.run([mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+                             f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+        raise KappaError(f"Maven could not fetch {what}: {' | '.join(tail)}")
+    done.write_text(what)
+    return lib
+
+
 class ServerProcess:
     """One server, identified by ``marker`` (a string unique to its command line)."""
 
@@ -75,11 +99,12 @@ class ServerProcess:
             return None
         return pid
 
-    def start(self, argv: list[str], env: dict | None = None) -> None:
+    def start(self, argv: list[str], env: dict | None = None, cwd: Path | None = None) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "wb") as log:
             self._child = subprocess.Popen(
                 argv,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

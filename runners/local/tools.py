@@ -6,6 +6,9 @@ machine reaches (never a download of a prebuilt binary):
   (``prism-split-keeps-keys.patch``: a split bundle no longer frees a key it still runs).
 * **Beam's Flink job server** (an embedded Flink, or the gateway to a remote cluster),
   assembled from Maven Central; see ``flink-jobserver-pom.xml`` for why it is assembled.
+* **Beam's Python SDK harness boot program** (``sdks/python/container``, the entry point
+  of Beam's Python worker image), built from the same Go module: what a remote runner's
+  PROCESS environment starts to run a Python worker (``process_environment``).
 
 Both live in Beam's own cache (``~/.apache_beam/cache``), so every checkout on the
 machine shares them. ``KAPPA_PRISM`` / ``KAPPA_FLINK_JOB_SERVER`` point at others.
@@ -27,7 +30,7 @@ import apache_beam
 from kappa.runners.errors import KappaError
 
 __all__ = ["BEAM_VERSION", "FLINK_JOB_SERVER_BEAM", "FLINK_VERSION", "flink_job_server_jar", "install_flink_job_server",
-           "install_prism", "prism_binary"]
+           "install_prism", "install_python_boot", "prism_binary", "process_environment", "python_boot_binary"]
 
 BEAM_VERSION = apache_beam.__version__
 PRISM_MODULE_ROOT = "github.com/apache/beam/sdks/v2"
@@ -66,15 +69,20 @@ def _run(what: str, cmd: list[str], env: dict | None = None, cwd: Path | None = 
         raise KappaError(f"{what} failed: {' | '.join(tail)}")
 
 
+def _go() -> str:
+    go = shutil.which("go") or next((g for g in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go") if Path(g).is_file()),
+                                    None)
+    if not go:
+        raise KappaError("Go not found: it is needed once, to build Beam's prism runner and Python worker boot")
+    return go
+
+
 def install_prism(quiet: bool = False) -> Path:
     """Build Beam's prism runner from Beam's Go module, with kappa's patch (once per Beam version)."""
     binary = prism_binary()
     if binary.is_file():
         return binary
-    go = shutil.which("go") or next((g for g in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go") if Path(g).is_file()),
-                                    None)
-    if not go:
-        raise KappaError("Go not found: it is needed once, to build Beam's prism runner")
+    go = _go()
     _say(quiet, f"building Beam's prism runner v{BEAM_VERSION} with kappa's split fix (once, a few minutes) ...")
     env = {**os.environ, "GOFLAGS": "-mod=mod"}
     binary.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +106,39 @@ def install_prism(quiet: bool = False) -> Path:
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return binary
+
+
+def python_boot_binary() -> Path:
+    return Path(os.environ.get("KAPPA_PYTHON_BOOT") or _CACHE / "python-boot" / f"boot-v{BEAM_VERSION}")
+
+
+def install_python_boot(quiet: bool = False) -> Path:
+    """Build Beam's Python SDK harness boot program from Beam's Go module (once per Beam version)."""
+    binary = python_boot_binary()
+    if binary.is_file():
+        return binary
+    _say(quiet, f"building Beam's Python worker boot program v{BEAM_VERSION} (once) ...")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    build = binary.parent / f".build-{os.getpid()}"
+    try:
+        _run("building Beam's Python worker boot program",
+             [_go(), "install", f"{PRISM_MODULE_ROOT}/python/container@v{BEAM_VERSION}"],
+             env={**os.environ, "GOBIN": str(build), "GOFLAGS": "-mod=mod"}, cwd=binary.parent)
+        os.replace(build / "container", binary)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return binary
+
+
+def process_environment() -> str:
+    """``--environment-config`` of a PROCESS environment running Python workers of this
+    installation: Beam's boot program, which fetches the job's staged files and starts
+    ``python -m apache_beam.runners.worker.sdk_worker_main`` with the first ``python`` on
+    PATH, so PATH leads to this interpreter (kappa importable), and no venv of its own
+    (the boot would make one in /opt/apache/beam-venv, without kappa)."""
+    return json.dumps({"command": str(python_boot_binary()),
+                       "env": {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+                               "RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT": "1"}})
 
 
 def install_flink_job_server(quiet: bool = False) -> Path:
