@@ -4,6 +4,7 @@ restriction that only splits at checkpoints (pure logic, no runner)."""
 from __future__ import annotations
 
 import io
+import os
 
 from apache_beam.io.restriction_trackers import OffsetRange
 
@@ -25,7 +26,7 @@ def test_reports_are_throttled_but_a_final_report_is_always_written(tmp_path):
     assert channel.positions()["t-0"]["position"] == 10
     channel.report("t-0", final=True, partition=0, position=30, drained=True)
     assert channel.positions()["t-0"] | {"at": None} == {"partition": 0, "position": 30, "drained": True,
-                                                        "final": True, "at": None}
+                                                        "final": True, "at": None, "pid": os.getpid()}
 
 
 def test_a_stop_request_is_seen_by_readers(tmp_path):
