@@ -25,8 +25,9 @@ __all__ = ["KAFKA_CONFIG_ENV", "ClientErrors", "Unreachable", "client_config", "
            "refuse_reserved", "user_settings", "wait_for_metadata"]
 
 KAFKA_CONFIG_ENV = "KAPPA_KAFKA_CONFIG"
-#: The flags' settings as JSON, for worker processes of this one (never written to a file).
-_INHERITED_ENV = "KAPPA_KAFKA_SETTINGS"
+#: The flags' settings as JSON, held in this process's environment so the worker processes
+#: it starts have them too (never written to a file).
+_FLAGS_ENV = "KAPPA_KAFKA_SETTINGS"
 
 #: kappa decides these itself: offsets are explicit, commits are kappa's, a missing
 #: offset is an error. The cluster is ``--bootstrap`` / the source's address.
@@ -40,8 +41,6 @@ RESERVED = {
 
 #: Any property naming one of these holds a secret.
 _SECRET_WORDS = ("password", "secret", "jaas", "oauthbearer.config", "key.pem", "token")
-
-_configured: dict[str, str] = {}
 
 
 def read_properties(path: str | Path) -> dict[str, str]:
@@ -72,15 +71,12 @@ def refuse_reserved(settings: dict[str, str], where: str) -> dict[str, str]:
 
 def configure(settings: dict[str, str]) -> None:
     """This process's settings (the CLI's flags), over ``$KAPPA_KAFKA_CONFIG``'s."""
-    _configured.clear()
-    _configured.update(settings)
-    os.environ[_INHERITED_ENV] = json.dumps(settings)
+    os.environ[_FLAGS_ENV] = json.dumps(settings)
 
 
 def user_settings() -> dict[str, str]:
     env = os.environ.get(KAFKA_CONFIG_ENV)
-    inherited = json.loads(os.environ.get(_INHERITED_ENV) or "{}")  # in a worker process kappa started
-    return {**(read_properties(env) if env else {}), **inherited, **_configured}
+    return {**(read_properties(env) if env else {}), **json.loads(os.environ.get(_FLAGS_ENV) or "{}")}
 
 
 def client_config(config: dict) -> dict:

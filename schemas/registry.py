@@ -115,26 +115,24 @@ class FileSchemaRegistry:
 
 
 #: Settings of the HTTP registry client (``--registry-option key=value``: basic.auth.user.info,
-#: bearer.auth.*, ssl.ca.location, ...), held in this process (and, for the SDK worker processes
-#: a local runner starts, in its environment), never written.
-_HTTP_SETTINGS: dict[str, str] = {}
-_INHERITED_ENV = "KAPPA_REGISTRY_SETTINGS"
+#: bearer.auth.*, ssl.ca.location, ...) as JSON, held in this process's environment so the SDK
+#: worker processes a local runner starts have them too; never written.
+_SETTINGS_ENV = "KAPPA_REGISTRY_SETTINGS"
 
 
 def configure_http_registry(settings: dict[str, str], location: str | Path | None = None) -> None:
     """This process's HTTP registry settings; ``user:password@`` in ``location`` (a URL) gives
     ``basic.auth.user.info`` unless ``settings`` has it."""
-    _HTTP_SETTINGS.clear()
-    _HTTP_SETTINGS.update(settings)
+    settings = dict(settings)
     credentials = _credentials(str(location or ""))
     if credentials:
-        _HTTP_SETTINGS.setdefault("basic.auth.user.info", credentials)
-    os.environ[_INHERITED_ENV] = json.dumps(_HTTP_SETTINGS)
+        settings.setdefault("basic.auth.user.info", credentials)
+    os.environ[_SETTINGS_ENV] = json.dumps(settings)
 
 
 def _http_settings() -> dict[str, str]:
-    """This process's settings, else those of the kappa process that started this worker."""
-    return _HTTP_SETTINGS or json.loads(os.environ.get(_INHERITED_ENV) or "{}")
+    """This process's settings (in a worker process, those of the kappa process that started it)."""
+    return json.loads(os.environ.get(_SETTINGS_ENV) or "{}")
 
 
 def is_url(location: str | Path) -> bool:
