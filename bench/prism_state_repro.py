@@ -14,7 +14,7 @@ then frees every key of the residual elements, including the key the primary is 
 working on. That key's residual elements are scheduled in a second bundle at once, on
 the state committed before the first bundle, and the bundle that persists last
 overwrites the other's updates. (Beam promises one bundle per key at a time,
-apache/beam#28543.) ``runners/local/prism-split-keeps-keys.patch`` keeps such a key in
+apache/beam#28543.) ``runners/local/prism.patch`` keeps such a key in
 progress with the primary; ``kappa local install`` builds prism with it.
 
 ``--compare`` also builds Beam's prism unpatched (``go install``, into a temporary

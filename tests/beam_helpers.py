@@ -43,3 +43,19 @@ class Sum:
 
     def extract(self, acc):
         return acc
+
+
+class HandState:
+    """A stateful DoFn's ReadModifyWriteState, for tests that play the runner by hand."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+    def clear(self):
+        self.value = None

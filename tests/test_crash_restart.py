@@ -84,7 +84,7 @@ def _ends(bootstrap: str, topic: str) -> dict[int, int]:
     ("prism", "merchant_totals", "payments", "fixed:4s"),
     ("flink", "merchant_totals", "payments", "fixed:4s"),
     # A session's offsets are held where it is open. This case failed 1 CI run in 3 until
-    # kappa's prism kept a split bundle's keys (runners/local/prism-split-keeps-keys.patch):
+    # kappa's prism kept a split bundle's keys (runners/local/prism.patch):
     # a second bundle had run the key, closing a lone proto-session of a record whose next
     # record, the same key's, was still in the first bundle.
     ("prism", "user_sessions", "commerce", "session:1s"),

@@ -14,21 +14,11 @@ from decimal import Decimal
 import pytest
 
 from kappa.pipelines import MerchantTotals
+from tests.beam_helpers import HandState
 from kappa.schemas.records import Provenance, SourceRecord
 from kappa.transforms.windowing import LostState, _Setup, _WindowPerKeyFn
 
 T0 = 1_795_165_200_000
-
-
-class _State:
-    def __init__(self, value=None):
-        self.value = value
-
-    def read(self):
-        return self.value
-
-    def write(self, value):
-        self.value = value
 
 
 class _Timer:
@@ -50,13 +40,13 @@ class _Runner:
 
     def __init__(self):
         self.fn = _fn()
-        self.committed = _State()
+        self.committed = HandState()
 
     def bundle(self, *numbers, finish: bool = True):
         worker = pickle.loads(pickle.dumps(self.fn))  # a bundle processor's own copy of the DoFn
         worker.setup()
         worker.start_bundle()
-        state = _State(copy.deepcopy(self.committed.value))
+        state = HandState(copy.deepcopy(self.committed.value))
         for n in numbers:
             list(worker.process(("Acme", _record(n)), state=state, event_timer=_Timer()))
         return worker, state
@@ -85,7 +75,7 @@ def test_two_bundles_running_one_key_at_once_fail_with_lost_state():
 def test_a_key_whose_state_comes_back_empty_fails_with_lost_state():
     runner = _Runner()
     runner.finish(*runner.bundle(1))
-    runner.committed = _State()  # the runner lost it
+    runner.committed = HandState()  # the runner lost it
     with pytest.raises(LostState):
         runner.bundle(2)
 

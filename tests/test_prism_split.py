@@ -1,5 +1,5 @@
 """The prism kappa runs keeps one bundle per key at a time when it splits a slow bundle of
-a stateful stage (``runners/local/prism-split-keeps-keys.patch``).
+a stateful stage (``runners/local/prism.patch``).
 
 Beam's prism v2.77.0 as published frees the key a split bundle is still running, so a
 second bundle runs it on stale state and one's updates are lost (3 of 4 runs of this

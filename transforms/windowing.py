@@ -25,7 +25,11 @@ Beam state and turns Beam timers into its inputs:
 A key's state is bounded: once its windows have closed (and, for sessions, the closed
 ones it must remember have expired), the engine is stored as its watermark alone, and a
 fresh engine told that watermark takes over when the key comes back (property-tested
-to change no output).
+to change no output). That watermark only guards the key's closed windows against a
+record the runner's watermark, not the log, is past (the log's cutoffs decide every
+other record), so it is kept for ``FORGET_AFTER_MS`` of event time: an event-time timer
+then clears the key's state entirely, and a key that comes back later starts afresh,
+as a key never seen before (``tests/test_bounded_state.py``).
 
 Lost updates are detected, not suffered: each write of a key's engine carries a fresh
 token, and each bundle remembers the token it started from. When the bundle finishes,
@@ -66,6 +70,8 @@ TOO_LATE = "too_late"
 _TOKENS = itertools.count()
 _COMMITTED: dict[tuple[str, object], str] = {}  #: (transform run id, key) -> token of the last finished write
 _COMMITTED_LOCK = threading.Lock()
+#: How long an idle key's watermark is kept (event time past it) before its state is cleared.
+FORGET_AFTER_MS = 10 * 60_000
 
 
 class LostState(RuntimeError):
@@ -149,7 +155,11 @@ class _WindowPerKeyFn(beam.DoFn):
                         "its state, and results would be wrong (a known problem of Beam's prism runner on long "
                         "runs; use --runner flink or, for replays, direct)")
             for key in self._bases:
-                _COMMITTED[(self.run_id, key)] = self._written[key]
+                written = self._written[key]
+                if written is None:  # cleared: nothing left to lose
+                    _COMMITTED.pop((self.run_id, key), None)
+                else:
+                    _COMMITTED[(self.run_id, key)] = written
         self._bases.clear()
         self._written.clear()
 
@@ -173,17 +183,33 @@ class _WindowPerKeyFn(beam.DoFn):
         return engine
 
     def _save(self, key, engine: KeyEngine, state, event_timer) -> None:
-        token = _token()
-        # An idle engine (every window closed, no closed session remembered) is stored as its
-        # watermark alone: a key's state stays a few bytes once its windows close.
-        state.write((token, engine.watermark_ms if engine.idle and engine.watermark_ms is not None else engine))
+        if engine.idle and engine.watermark_ms is None:  # it knows nothing a fresh engine does not
+            state.clear()
+            token, deadline = None, None
+        else:
+            # An idle engine (every window closed, no closed session remembered) is stored as
+            # its watermark alone, until the timer set here clears it (on_event_time).
+            token = _token()
+            state.write((token, engine.watermark_ms if engine.idle else engine))
+            deadline = engine.watermark_ms + FORGET_AFTER_MS if engine.idle else engine.next_watermark_deadline()
         if self._check:
             self._written[key] = token
         if self._holds_sessions:
             ledger(self.spec.durable).hold_sessions(key, engine.holds())
-        deadline = engine.next_watermark_deadline()
         if deadline is not None:
             event_timer.set(Timestamp(micros=(deadline - 1) * 1000))
+
+    def _forget(self, key, state) -> bool:
+        """Clear the key's state if it is an idle watermark the runner's is ``FORGET_AFTER_MS`` past."""
+        stored = state.read()
+        if stored is None or isinstance(stored[1], KeyEngine):
+            return False
+        state.clear()
+        beam.metrics.Metrics.counter("kappa", "idle_keys_cleared").inc()
+        if self._check:
+            self._bases.setdefault(key, stored[0])
+            self._written[key] = None
+        return True
 
     def process(self, element, state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
         key, record = element
@@ -199,6 +225,8 @@ class _WindowPerKeyFn(beam.DoFn):
     @on_timer(EVENT_TIMER)
     def on_event_time(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
                       state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
+        if self._forget(key, state):  # the only timer an idle key has is the one to forget it
+            return
         engine = self._engine(key, state)
         panes = engine.advance_processing_time(_now_ms()) + engine.advance_watermark(fired.micros // 1000 + 1)
         self._save(key, engine, state, event_timer)

@@ -2,8 +2,8 @@
 machine reaches (never a download of a prebuilt binary):
 
 * **Prism**, Beam's portable local runner, built from Beam's Go module at the version of
-  the installed ``apache-beam`` package, with one fix of kappa's applied
-  (``prism-split-keeps-keys.patch``: a split bundle no longer frees a key it still runs).
+  the installed ``apache-beam`` package, with kappa's fix (``prism.patch``): a split
+  bundle no longer frees a key it still runs, nor writes back one it gave away.
 * **Beam's Flink job server** (an embedded Flink, or the gateway to a remote cluster),
   assembled from Maven Central; see ``flink-jobserver-pom.xml`` for why it is assembled.
 * **Beam's Python SDK harness boot program** (``sdks/python/container``, the entry point
@@ -40,7 +40,7 @@ _POM = Path(__file__).with_name("flink-jobserver-pom.xml")
 _CACHE = Path.home() / ".apache_beam" / "cache"
 
 
-_PRISM_PATCH = Path(__file__).with_name("prism-split-keeps-keys.patch")
+_PRISM_PATCH = Path(__file__).with_name("prism.patch")
 
 
 def prism_binary() -> Path:
@@ -83,7 +83,7 @@ def install_prism(quiet: bool = False) -> Path:
     if binary.is_file():
         return binary
     go = _go()
-    _say(quiet, f"building Beam's prism runner v{BEAM_VERSION} with kappa's split fix (once, a few minutes) ...")
+    _say(quiet, f"building Beam's prism runner v{BEAM_VERSION} with kappa's fixes (once, a few minutes) ...")
     env = {**os.environ, "GOFLAGS": "-mod=mod"}
     binary.parent.mkdir(parents=True, exist_ok=True)
     build = binary.parent / f".build-{os.getpid()}"
