@@ -44,6 +44,8 @@ from kappa.runners.local.tools import (FLINK_VERSION, flink_job_server_jar, pris
 __all__ = ["PROFILES", "RUNNERS", "DataflowSettings", "RunnerSettings", "local_workers", "profile_for"]
 
 RUNNERS = ("direct", "prism", "flink", "dataflow")
+#: the longest a live run's bundle lasts on Flink (its option maxBundleTimeMills; default 1000)
+LIVE_FLINK_BUNDLE_MS = 100
 _REPO = Path(__file__).resolve().parents[1]
 LOCAL_MASTER = "[local]"
 
@@ -160,6 +162,16 @@ class _Prism(_Profile):
                 "--experiments=disable_prism_server_singleton", *self._environment(settings)]
 
 
+class _FlinkBundleOptions(PipelineOptions):
+    """Flink's bundle time, declared so that Beam passes it on to the job server without a
+    warning (it knows the options of the runners it ships, not this one)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--max_bundle_time_mills", type=int, default=None,
+                            help="Flink: the longest a bundle lasts, in milliseconds")
+
+
 class _Flink(_Profile):
     name = "flink"
 
@@ -184,6 +196,12 @@ class _Flink(_Profile):
                 f"--flink_job_server_jar={flink_job_server_jar()}", *self._environment(settings)]
         if not live and settings.flink_master == LOCAL_MASTER:
             _quick_jvm_start()
+        if live:
+            # Flink finishes a streaming bundle after 1,000 elements or 1 s (its defaults), and
+            # only a finished bundle hands on its output (panes to the sink) and its residual
+            # (the reader's next batch): a record waited up to a second at each stage. 100 ms
+            # keeps a live run's latency near prism's (bench/README.md, "Live latency").
+            args.append(f"--max_bundle_time_mills={LIVE_FLINK_BUNDLE_MS}")
         if settings.parallelism:
             args.append(f"--parallelism={settings.parallelism}")
             if not live and settings.environment_type is None and settings.parallelism > 1:
