@@ -144,3 +144,24 @@ def test_a_window_the_watermark_closed_drops_each_folded_record_with_its_own_dea
     assert finals == {("a", (0, 10)): 3, ("b", (0, 10)): 4, ("a", (10, 20)): 8, ("a", (30, 40)): 64}
     late = sorted((d.key, d.event_ms, d.window, d.decided_by, d.provenance.position) for d in collected(late_tag))
     assert late == [(b"a", 5, (0, 10), "clock", 5), (b"a", 6, (0, 10), "clock", 6), (b"a", 32, (30, 40), "log", 32)]
+
+
+def test_a_fold_is_stamped_no_later_than_its_records_timestamps_and_the_watermark_they_were_read_at():
+    """Prism hands a key its elements and timers in timestamp order: a fold stamped at its
+    records' event times would wait behind the timer at the previous window's end."""
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import Timestamp
+
+    from kappa.transforms.fold import _FoldFn
+
+    fn = _FoldFn(windowing_config({"window": "fixed:10ms"}), Sum(), lambda r: r.value["value"])
+    fn.setup()
+    fn.start_bundle()
+    for key, t, cutoff in [("a", 12, 7), ("a", 15, 9), ("b", 13, None), ("b", 14, 19), ("c", 3, 11)]:
+        passed = list(fn.process(_record(key, t, 1, cutoff), timestamp=Timestamp(micros=t * 1000),
+                                 beam_window=GlobalWindow()))
+        # c's record is too late by its cutoff (11 >= end 10): it goes on alone, as it came
+        assert passed == ([_record(key, t, 1, cutoff)] if key == "c" else [])
+    out = {wv.value[0]: (wv.timestamp.micros // 1000, wv.value[1].window, len(wv.value[1].members))
+           for wv in fn.finish_bundle()}
+    assert out == {"a": (7, (10, 20), 2), "b": (13, (10, 20), 2)}
