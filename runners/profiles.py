@@ -194,7 +194,7 @@ class _Flink(_Profile):
     def _args(self, settings, live):
         args = ["--runner=FlinkRunner", f"--flink_master={settings.flink_master}", f"--flink_version={FLINK_VERSION}",
                 f"--flink_job_server_jar={flink_job_server_jar()}", *self._environment(settings)]
-        if not live and settings.flink_master == LOCAL_MASTER:
+        if settings.flink_master == LOCAL_MASTER:
             _quick_jvm_start()
         if live:
             # Flink finishes a streaming bundle after 1,000 elements or 1 s (its defaults), and
@@ -202,6 +202,12 @@ class _Flink(_Profile):
             # (the reader's next batch): a record waited up to a second at each stage. 100 ms
             # keeps a live run's latency near prism's (bench/README.md, "Live latency").
             args.append(f"--max_bundle_time_mills={LIVE_FLINK_BUNDLE_MS}")
+            if (settings.parallelism is None and settings.flink_master == LOCAL_MASTER
+                    and settings.environment_type in (None, "LOOPBACK")):
+                # A live run's Python work is all in kappa's process (LOOPBACK), one interpreter:
+                # a second Flink slot only adds Flink's own work. At 5,000 records/s on 2 cores
+                # it kept up with one slot and fell behind with two (bench/README.md).
+                args.append("--parallelism=1")
         if settings.parallelism:
             args.append(f"--parallelism={settings.parallelism}")
             if not live and settings.environment_type is None and settings.parallelism > 1:
@@ -216,10 +222,12 @@ class _Flink(_Profile):
 
 
 def _quick_jvm_start() -> None:
-    """A replay on the embedded Flink is a short job whose JVM mostly starts up and moves few
-    elements (partial aggregates, not records): the client compiler alone and the serial
-    collector start it seconds sooner on a small machine (bench/README.md). A user's own
-    JAVA_TOOL_OPTIONS are left as they are."""
+    """The embedded Flink's JVM with the client compiler alone and the serial collector. A
+    replay is a short job whose JVM mostly starts up and moves few elements (partial
+    aggregates, not records): it starts seconds sooner on a small machine. A live run's JVM
+    moves bundles and timers, not records: at 5,000 records/s for a minute on 2 cores it
+    used a quarter less CPU (the server compiler's own work) at the same latency
+    (bench/README.md). A user's own JAVA_TOOL_OPTIONS are left as they are."""
     os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 
