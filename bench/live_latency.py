@@ -7,7 +7,8 @@ For each runner: a fresh 4-partition topic; ``kappa live --pipeline merchant_tot
 (10 s windows, early panes every second, accumulating, Kafka sink) started at the end
 of the log; then ``kappa produce payments --rate R`` for S seconds, paced at the wall
 clock and in order (so an event's production time is its event time, which is also its
-Kafka timestamp), from when every reader has reported (``kappa live`` says "running;" as
+Kafka timestamp; its first event is due 5 s after it starts, so its own start-up, planning and
+connecting, is not counted), from when every reader has reported (``kappa live`` says "running;" as
 the job is submitted; Flink then still deploys its tasks for seconds); the live run is
 drained once it has read everything.
 
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 WINDOW_MS = 10_000
+PRODUCER_LEAD_S = 5.0  #: the first event is due this long after the producer starts
 PARTITIONS = 4
 
 
@@ -115,11 +117,16 @@ def measure(runner: str, args) -> dict:
     readers_after = time.monotonic() - submitted
     count = int(args.rate * args.seconds)
     lags: list[tuple[float, int]] = []
+    # The producer's first event is due a few seconds on, once it has planned its events and
+    # connected: an event's timestamp is when it is due, so one sent late would count the
+    # producer's start-up as the run's latency.
+    first_due = time.time() + PRODUCER_LEAD_S
     producer = subprocess.Popen(_kappa(
         "produce", "payments", "--topic", topic, "--bootstrap", args.bootstrap, "--registry", registry,
-        "--count", count, "--rate", args.rate, "--start", "now", "--seed", "3"), cwd=ROOT,
+        "--count", count, "--rate", args.rate, "--start", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(first_due))
+        + f".{int(first_due * 1000) % 1000:03d}Z", "--seed", "3"), cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.monotonic()
+    started = time.monotonic() + (first_due - time.time())
     while producer.poll() is None:
         time.sleep(1.0)
         lag = _lag(run_dir)
