@@ -7,14 +7,18 @@ For each runner: a fresh 4-partition topic; ``kappa live --pipeline merchant_tot
 (10 s windows, early panes every second, accumulating, Kafka sink) started at the end
 of the log; then ``kappa produce payments --rate R`` for S seconds, paced at the wall
 clock and in order (so an event's production time is its event time, which is also its
-Kafka timestamp); the live run is drained once it has read everything.
+Kafka timestamp; its first event is due 5 s after it starts, so its own start-up, planning and
+connecting, is not counted), from when every reader has reported (``kappa live`` says "running;" as
+the job is submitted; Flink then still deploys its tasks for seconds); the live run is
+drained once it has read everything.
 
 Latency of an event: from its production to the first pane that includes it, that pane's
 Kafka timestamp (the sink produces at write time). Panes are accumulating, so the
 first pane of the event's (merchant, window) whose count reaches the event's rank among
 that window's events (in production order), written at or after the event, is taken to
 include it (exact when a partition's events are read in order, which they are; across
-partitions this errs on the late side). p50, p99 and max over every event; the run keeps
+partitions this errs on the late side). p50, p99 and max over every event, and over the events after the first 10 s (the runner
+warming up: first bundles, the JVM's compiler); the run keeps
 up when the readers' lag (high watermark minus position, from the run directory) does
 not grow over the second half of the run.
 """
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 WINDOW_MS = 10_000
+PRODUCER_LEAD_S = 5.0  #: the first event is due this long after the producer starts
 PARTITIONS = 4
 
 
@@ -102,13 +107,26 @@ def measure(runner: str, args) -> dict:
         if live.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"kappa live on {runner} did not start:\n{''.join(lines)[-3000:]}")
         time.sleep(0.5)
+    # "running;" comes as the job is submitted: wait until every reader has reported (read to
+    # the end of its partition), so that what is measured is a running run, not its start-up.
+    submitted = time.monotonic()
+    while len(list((run_dir / "progress").glob("*.json"))) < PARTITIONS:
+        if live.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"kappa live on {runner}: readers did not start:\n{''.join(lines)[-3000:]}")
+        time.sleep(0.2)
+    readers_after = time.monotonic() - submitted
     count = int(args.rate * args.seconds)
     lags: list[tuple[float, int]] = []
+    # The producer's first event is due a few seconds on, once it has planned its events and
+    # connected: an event's timestamp is when it is due, so one sent late would count the
+    # producer's start-up as the run's latency.
+    first_due = time.time() + PRODUCER_LEAD_S
     producer = subprocess.Popen(_kappa(
         "produce", "payments", "--topic", topic, "--bootstrap", args.bootstrap, "--registry", registry,
-        "--count", count, "--rate", args.rate, "--start", "now", "--seed", "3"), cwd=ROOT,
+        "--count", count, "--rate", args.rate, "--start", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(first_due))
+        + f".{int(first_due * 1000) % 1000:03d}Z", "--seed", "3"), cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.monotonic()
+    started = time.monotonic() + (first_due - time.time())
     while producer.poll() is None:
         time.sleep(1.0)
         lag = _lag(run_dir)
@@ -121,6 +139,7 @@ def measure(runner: str, args) -> dict:
     while (_lag(run_dir) or 0) > 0 and time.monotonic() - started < produced_for + 120:
         time.sleep(1.0)
     caught_up_after = time.monotonic() - started - produced_for
+    cpu_s = _cpu_s(live.pid)
     live.send_signal(2)
     live.wait(timeout=300)
 
@@ -132,7 +151,8 @@ def measure(runner: str, args) -> dict:
     for written_ms, pane in panes:
         start_ms = int(pane["window_start"].timestamp() * 1000)
         by_window[(pane["key"], start_ms)].append((written_ms, pane["values"]["count"]))
-    latencies, missing = [], 0
+    latencies, missing, timed = [], 0, []
+    first_ms = min((produced_ms for produced_ms, _ in events), default=0)
     ranks: dict[tuple, int] = defaultdict(int)
     for produced_ms, merchant in sorted(events):
         slot = (merchant, produced_ms - produced_ms % WINDOW_MS)
@@ -144,6 +164,8 @@ def measure(runner: str, args) -> dict:
             missing += 1
         else:
             latencies.append(first - produced_ms)
+            timed.append((produced_ms, first - produced_ms))
+    settled = sorted(lat for produced_ms, lat in timed if produced_ms >= first_ms + 10_000)
     latencies.sort()
     half = [lag for t, lag in lags if t >= produced_for / 2]
     dead = Counter()  # why events are in no pane: their dead letters, by reason and decider
@@ -154,15 +176,46 @@ def measure(runner: str, args) -> dict:
         pass
     return {
         "events": len(events), "produced_per_s": round(len(events) / produced_for),
-        "latency_ms": {"p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)],
-                       "max": latencies[-1]} if latencies else None,
+        "latency_ms": _percentiles(latencies),
+        "latency_ms_after_first_10_s": _percentiles(settled),
         "events_without_a_pane": missing,
         "dead_letters": dict(dead),
         "lag_records": {"second_half_first": half[0] if half else None, "second_half_last": half[-1] if half else None,
                         "max": max((lag for _, lag in lags), default=None)},
         "caught_up_s_after_production": round(caught_up_after, 1),
         "drained": live.returncode == 0,
+        "readers_started_s_after_submit": round(readers_after, 1),
+        "cpu_s": cpu_s,
     }
+
+
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants (kappa, its
+    job server and workers): what the run cost, whatever else the machine was doing."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = defaultdict(list)
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = fields
+            children[int(fields[1])].append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += int(stats[p][11]) + int(stats[p][12])
+        todo += children.get(p, [])
+    return round(total / tick, 1) if pid in stats else None
+
+
+def _percentiles(latencies: list[int]) -> dict | None:
+    if not latencies:
+        return None
+    return {"p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)], "max": latencies[-1]}
 
 
 def main() -> None:

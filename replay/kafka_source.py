@@ -87,6 +87,9 @@ class ReadSettings:
     #: reads only: a chunk starts without its partition's watermark, so cutoffs would change)
     split_size: int | None = None
     poll_timeout_s: float = 0.2
+    #: live: the least time between two batches of a partition while records keep coming
+    #: (a record read waits at most this long for the rest of its batch)
+    live_batch_interval_s: float = 0.1
     checkpoint_every_s: float = 1.0  #: live: hand control back to the runner this often
     stall_timeout_s: float = 120.0  #: bounded: give up when no progress is made for this long
     channel: RunChannel | None = None  #: progress reports, and stop requests for live reads
@@ -153,6 +156,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         self._decoder = RecordDecoder(self.settings.decoding.make_codec(), EventTimeSpec.parse(self.settings.event_time),
                                       self.settings.max_event_time_ahead_ms)
         self._consumer = None
+        self._batch_due: dict[str, float | None] = {}  #: live: partition -> when its next batch is due
 
     def teardown(self):
         if getattr(self, "_consumer", None) is not None:
@@ -189,7 +193,6 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             return
         consumer = self._consumer_for()
         consumer.assign([TopicPartition(part.topic, part.partition, restriction.start)])
-        consume = consumer.consume
         settings = self.settings
         started = last_progress = time.monotonic()
         committed_to = None
@@ -207,7 +210,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                 # Ask for no more than the range still holds: consume() waits for a full
                 # batch, and at the end of a bounded range it would wait for nothing.
                 wanted = settings.batch_size if live else max(1, min(settings.batch_size, restriction.stop - next_offset))
-                messages = consume(wanted, timeout=settings.poll_timeout_s)
+                messages = self._fetch(consumer, wanted, name, live)
                 end_of_partition = None
                 records = []
                 for msg in messages:
@@ -218,6 +221,8 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
                         end_of_partition = msg.offset()
                     else:
                         raise ReplayError(f"reading {part.topic}[{part.partition}] from {settings.bootstrap}: {error.str()}")
+                if live:  # records came: the partition's next batch is due one interval on
+                    self._batch_due[name] = time.monotonic() + settings.live_batch_interval_s if records else None
                 if records:
                     last_progress = time.monotonic()
                     last = records[-1].offset()
@@ -266,6 +271,23 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             # stage that asks for finalization, and fails those that registered nothing.
             if live and finalizer is not None:
                 finalizer.register(_Commit(self, part, None if settings.durable else committed_to))
+
+    def _fetch(self, consumer, wanted: int, name: str, live: bool) -> list:
+        """The next batch (records and end-of-partition events). A bounded read waits up to
+        ``poll_timeout_s`` for a full one. A live read, after a batch with records, takes what
+        has come by the time the partition's next batch is due (``live_batch_interval_s``
+        after the last): a record waits at most that long for the rest of its batch, and a
+        bundle reading partitions one after another waits once, not once per partition.
+        After a fetch that brought no records, it waits up to ``poll_timeout_s`` for the
+        first record only."""
+        timeout = self.settings.poll_timeout_s
+        if not live:
+            return consumer.consume(wanted, timeout=timeout)
+        due = self._batch_due.get(name)
+        if due is not None:
+            return consumer.consume(wanted, timeout=max(0.0, due - time.monotonic()))
+        first = consumer.poll(timeout)
+        return [] if first is None else [first, *consumer.consume(wanted - 1, timeout=0)] if wanted > 1 else [first]
 
     def _report(self, channel: RunChannel, name: str, part: PartitionRange, position: int, watermark, live: bool):
         high = None

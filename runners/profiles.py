@@ -44,6 +44,8 @@ from kappa.runners.local.tools import (FLINK_VERSION, flink_job_server_jar, pris
 __all__ = ["PROFILES", "RUNNERS", "DataflowSettings", "RunnerSettings", "local_workers", "profile_for"]
 
 RUNNERS = ("direct", "prism", "flink", "dataflow")
+#: the longest a live run's bundle lasts on Flink (its option maxBundleTimeMills; default 1000)
+LIVE_FLINK_BUNDLE_MS = 100
 _REPO = Path(__file__).resolve().parents[1]
 LOCAL_MASTER = "[local]"
 
@@ -160,6 +162,16 @@ class _Prism(_Profile):
                 "--experiments=disable_prism_server_singleton", *self._environment(settings)]
 
 
+class _FlinkBundleOptions(PipelineOptions):
+    """Flink's bundle time, declared so that Beam passes it on to the job server without a
+    warning (it knows the options of the runners it ships, not this one)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--max_bundle_time_mills", type=int, default=None,
+                            help="Flink: the longest a bundle lasts, in milliseconds")
+
+
 class _Flink(_Profile):
     name = "flink"
 
@@ -182,8 +194,20 @@ class _Flink(_Profile):
     def _args(self, settings, live):
         args = ["--runner=FlinkRunner", f"--flink_master={settings.flink_master}", f"--flink_version={FLINK_VERSION}",
                 f"--flink_job_server_jar={flink_job_server_jar()}", *self._environment(settings)]
-        if not live and settings.flink_master == LOCAL_MASTER:
+        if settings.flink_master == LOCAL_MASTER:
             _quick_jvm_start()
+        if live:
+            # Flink finishes a streaming bundle after 1,000 elements or 1 s (its defaults), and
+            # only a finished bundle hands on its output (panes to the sink) and its residual
+            # (the reader's next batch): a record waited up to a second at each stage. 100 ms
+            # keeps a live run's latency near prism's (bench/README.md, "Live latency").
+            args.append(f"--max_bundle_time_mills={LIVE_FLINK_BUNDLE_MS}")
+            if (settings.parallelism is None and settings.flink_master == LOCAL_MASTER
+                    and settings.environment_type in (None, "LOOPBACK")):
+                # A live run's Python work is all in kappa's process (LOOPBACK), one interpreter:
+                # a second Flink slot only adds Flink's own work. At 5,000 records/s on 2 cores
+                # it kept up with one slot and fell behind with two (bench/README.md).
+                args.append("--parallelism=1")
         if settings.parallelism:
             args.append(f"--parallelism={settings.parallelism}")
             if not live and settings.environment_type is None and settings.parallelism > 1:
@@ -198,10 +222,12 @@ class _Flink(_Profile):
 
 
 def _quick_jvm_start() -> None:
-    """A replay on the embedded Flink is a short job whose JVM mostly starts up and moves few
-    elements (partial aggregates, not records): the client compiler alone and the serial
-    collector start it seconds sooner on a small machine (bench/README.md). A user's own
-    JAVA_TOOL_OPTIONS are left as they are."""
+    """The embedded Flink's JVM with the client compiler alone and the serial collector. A
+    replay is a short job whose JVM mostly starts up and moves few elements (partial
+    aggregates, not records): it starts seconds sooner on a small machine. A live run's JVM
+    moves bundles and timers, not records: at 5,000 records/s for a minute on 2 cores it
+    used a quarter less CPU (the server compiler's own work) at the same latency
+    (bench/README.md). A user's own JAVA_TOOL_OPTIONS are left as they are."""
     os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 

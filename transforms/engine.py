@@ -188,6 +188,35 @@ class KeyEngine:
             panes.extend(self._after_element(window, state, now_ms))
         return panes, too_late
 
+    def add_folded(self, window: tuple[int, int], acc: Any, count: int, now_ms: int) -> bool:
+        """``count`` elements of ``window`` at once, their values folded into ``acc`` (from
+        ``create()``, in order), none of them too late by its cutoffs: exactly what adding
+        them one by one with :meth:`add` gives, when that neither fires a pane nor drops
+        one. It does not while the window is open before its end (``W < end``) under a
+        watermark trigger in a live run: each element then only adds to the window and
+        schedules its EARLY pane. Otherwise (the runner's watermark reached the window:
+        ON_TIME and LATE panes count elements, or it closed the window to them; sessions;
+        other triggers; a bounded replay) nothing changes and it returns False: the caller
+        adds them one by one. Relies on ``merge`` of partial accumulators giving what adding
+        the values one by one gives, as combiner lifting does."""
+        if (self.bounded or self.trigger.kind != "watermark" or isinstance(self.window_spec, SessionWindows)
+                or (self.watermark_ms is not None and self.watermark_ms >= window[1])):
+            return False
+        aggregation = self.aggregation
+        state = self.windows.get(window)
+        if state is None:
+            state = self.windows[window] = _Window(acc, None if self.accumulating else aggregation.merge(
+                [aggregation.create(), acc]))
+        else:
+            state.acc = aggregation.merge([state.acc, acc])
+            if not self.accumulating:
+                state.delta = aggregation.merge([state.delta, acc])
+        state.pending += count
+        state.count += count
+        if self.trigger.early_every_ms is not None and state.due_ms is None:
+            state.due_ms = now_ms + self.trigger.early_every_ms
+        return True
+
     def advance_watermark(self, watermark_ms: int) -> list[Pane]:
         """The watermark reached ``watermark_ms`` (it never goes back)."""
         if self.watermark_ms is not None and watermark_ms <= self.watermark_ms:

@@ -61,6 +61,7 @@ from kappa.replay.durable import CommitSpec, already_final, ledger
 from kappa.schemas.records import DeadLetter
 from kappa.transforms.config import WindowingConfig
 from kappa.transforms.engine import Aggregation, KeyEngine, TooLate
+from kappa.transforms.fold import FoldPerWindow, Folded, folds
 from kappa.transforms.windows import SessionWindows
 
 __all__ = ["TOO_LATE", "LostState", "WindowPerKey", "too_late_dead_letter"]
@@ -213,6 +214,9 @@ class _WindowPerKeyFn(beam.DoFn):
 
     def process(self, element, state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
         key, record = element
+        if type(record) is Folded:
+            yield from self._process_folded(key, record, state, event_timer)
+            return
         engine = self._engine(key, state)
         now = _now_ms()
         due = engine.advance_processing_time(now)
@@ -221,6 +225,22 @@ class _WindowPerKeyFn(beam.DoFn):
         self._save(key, engine, state, event_timer)
         self._mark_runner_decisions(too_late)
         yield from self._outputs(due + panes, too_late)
+
+    def _process_folded(self, key, folded: Folded, state, event_timer):
+        """A bundle's records of one window (transforms/fold.py): at once where the engine
+        allows, else one by one as :meth:`process` adds them."""
+        engine = self._engine(key, state)
+        now = _now_ms()
+        panes, too_late = engine.advance_processing_time(now), []
+        if not engine.add_folded(folded.window, folded.acc, len(folded.members), now):
+            for record, value in folded.records():
+                more, late = engine.add(record, value, record.event_ms, now, record.cutoff_ms, record.clock_cutoff_ms,
+                                        self._hold(record))
+                panes += more
+                too_late += late
+        self._save(key, engine, state, event_timer)
+        self._mark_runner_decisions(too_late)
+        yield from self._outputs(panes, too_late)
 
     @on_timer(EVENT_TIMER)
     def on_event_time(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
@@ -281,5 +301,7 @@ class WindowPerKey(beam.PTransform):
 
     def expand(self, keyed):
         fn = _WindowPerKeyFn(self.spec, self.channel)
+        if folds(self.spec.config):  # combiner lifting before the stateful step (transforms/fold.py)
+            keyed = keyed | "Fold" >> FoldPerWindow(self.spec.config, self.spec.aggregation, self.spec.value_of)
         outputs = keyed | "Engine" >> beam.ParDo(fn).with_outputs(TOO_LATE, main="panes")
         return {"panes": outputs.panes, "too_late": outputs[TOO_LATE]}
