@@ -287,7 +287,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
         if due is not None:
             return consumer.consume(wanted, timeout=max(0.0, due - time.monotonic()))
         first = consumer.poll(timeout)
-        return [] if first is None else [first, *consumer.consume(wanted - 1, timeout=0)] if wanted > 1 else [first]
+        if first is None:
+            return []
+        return [first, *consumer.consume(wanted - 1, timeout=0)] if wanted > 1 else [first]
 
     def _report(self, channel: RunChannel, name: str, part: PartitionRange, position: int, watermark, live: bool):
         high = None

@@ -49,17 +49,22 @@ def schedules(draw, allow_late=True):
     return steps
 
 
+def engine_for(engines: dict, key, spec, trigger, lateness, accumulating, watermark) -> KeyEngine:
+    """The key's engine in ``engines``; a new key's starts at the current ``watermark``."""
+    if key not in engines:
+        engines[key] = KeyEngine(key, spec, trigger, Sum(), lateness, accumulating)
+        if watermark is not None:
+            engines[key].advance_watermark(watermark)
+    return engines[key]
+
+
 def run_engine(steps, spec, trigger, lateness, accumulating, final=END, after_step=None, engines=None):
     """Feed ``steps`` to one engine per key; ``after_step(engines)`` runs after each step."""
     engines = {} if engines is None else engines
     panes, too_late, now = [], [], 0
 
     def engine(key):
-        if key not in engines:
-            engines[key] = KeyEngine(key, spec, trigger, Sum(), lateness, accumulating)
-            if watermark is not None:
-                engines[key].advance_watermark(watermark)
-        return engines[key]
+        return engine_for(engines, key, spec, trigger, lateness, accumulating, watermark)
 
     watermark = None
     for step in steps:

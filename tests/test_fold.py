@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.beam_helpers import Collect, Sum, collected, new_tag
-from tests.test_engine_properties import END, schedules, triggers, windowings
+from tests.test_engine_properties import END, engine_for, schedules, triggers, windowings
 from kappa.schemas.records import Provenance, SourceRecord
 from kappa.transforms.config import windowing_config
-from kappa.transforms.engine import KeyEngine
 from kappa.transforms.fold import Folded, folds
 from kappa.transforms.windowing import WindowPerKey
 from kappa.transforms.windows import SessionWindows
@@ -44,11 +43,7 @@ def _feed(bundles, spec, trigger, lateness, accumulating, fold: bool):
     watermark = None
 
     def engine(key):
-        if key not in engines:
-            engines[key] = KeyEngine(key, spec, trigger, Sum(), lateness, accumulating)
-            if watermark is not None:
-                engines[key].advance_watermark(watermark)
-        return engines[key]
+        return engine_for(engines, key, spec, trigger, lateness, accumulating, watermark)
 
     def add_one(key, t, value):
         fired, late = engine(key).add((key, t, value), value, t, now)

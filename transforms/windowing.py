@@ -164,8 +164,8 @@ class _WindowPerKeyFn(beam.DoFn):
         self._bases.clear()
         self._written.clear()
 
-    def _engine(self, key, state) -> KeyEngine:
-        stored = state.read()
+    def _engine(self, key, stored) -> KeyEngine:
+        """The key's engine from its stored state (``state.read()``)."""
         token, engine = stored if stored is not None else (None, None)
         idle_watermark = engine if not isinstance(engine, KeyEngine) else None
         if idle_watermark is not None:
@@ -200,9 +200,9 @@ class _WindowPerKeyFn(beam.DoFn):
         if deadline is not None:
             event_timer.set(Timestamp(micros=(deadline - 1) * 1000))
 
-    def _forget(self, key, state) -> bool:
-        """Clear the key's state if it is an idle watermark the runner's is ``FORGET_AFTER_MS`` past."""
-        stored = state.read()
+    def _forget(self, key, stored, state) -> bool:
+        """Clear the key's state if ``stored`` is an idle watermark: the only timer such a key
+        has is the one ``_save`` set ``FORGET_AFTER_MS`` past it."""
         if stored is None or isinstance(stored[1], KeyEngine):
             return False
         state.clear()
@@ -217,7 +217,7 @@ class _WindowPerKeyFn(beam.DoFn):
         if type(record) is Folded:
             yield from self._process_folded(key, record, state, event_timer)
             return
-        engine = self._engine(key, state)
+        engine = self._engine(key, state.read())
         now = _now_ms()
         due = engine.advance_processing_time(now)
         panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now, record.cutoff_ms,
@@ -229,7 +229,7 @@ class _WindowPerKeyFn(beam.DoFn):
     def _process_folded(self, key, folded: Folded, state, event_timer):
         """A bundle's records of one window (transforms/fold.py): at once where the engine
         allows, else one by one as :meth:`process` adds them."""
-        engine = self._engine(key, state)
+        engine = self._engine(key, state.read())
         now = _now_ms()
         panes, too_late = engine.advance_processing_time(now), []
         if not engine.add_folded(folded.window, folded.acc, len(folded.members), now):
@@ -245,9 +245,10 @@ class _WindowPerKeyFn(beam.DoFn):
     @on_timer(EVENT_TIMER)
     def on_event_time(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
                       state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
-        if self._forget(key, state):  # the only timer an idle key has is the one to forget it
+        stored = state.read()
+        if self._forget(key, stored, state):
             return
-        engine = self._engine(key, state)
+        engine = self._engine(key, stored)
         panes = engine.advance_processing_time(_now_ms()) + engine.advance_watermark(fired.micros // 1000 + 1)
         self._save(key, engine, state, event_timer)
         yield from self._outputs(panes, [])
