@@ -178,10 +178,13 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvide
             group = self.settings.commit_group or "kappa-replay"  # replays never commit
             self._consumer = Consumer(consumer_config(
                 self.settings.bootstrap, group, self.settings.isolation_level,
-                **{"enable.partition.eof": True, "fetch.max.bytes": 52428800,
-                   "max.partition.fetch.bytes": 16777216,  # one partition at a time: fetch big
+                # The prefetch is capped at 8 MB (a few seconds of decoding), fetched 4 MB at a
+                # time: with 64 MB a long replay's workers held 100 MB more each than a short one's,
+                # for no speed (bench/README.md, "Memory").
+                **{"enable.partition.eof": True, "fetch.max.bytes": 8388608,
+                   "max.partition.fetch.bytes": 4194304,
                    "fetch.wait.max.ms": 50,  # a fetch parked at a partition end must not delay the next partition
-                   "queued.max.messages.kbytes": 65536}))  # caps prefetch memory
+                   "queued.max.messages.kbytes": 8192}))
         return self._consumer
 
     def _read(self, part: PartitionRange, tracker, watermark, live: bool, finalizer=None):
