@@ -22,8 +22,10 @@ BOUND_MS = 30_000  # bench/pipeline_replay.py's watermark bound (kappa's max out
 HEADER = 5  # Confluent wire format: magic byte 0, then a 4-byte schema id, then the Avro body
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, extra=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--topic", required=True)
     parser.add_argument("--events", type=int, required=True)

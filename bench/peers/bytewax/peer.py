@@ -6,10 +6,17 @@ partitions in turn, so they advance together in event time (500 records of a par
 20 s of event time here, under the 30 s bound). Windows: ``fold_window`` with an
 ``EventClock`` waiting 30 s (the bound kappa uses), a ``TumblingWindower`` of 1 minute aligned
 to the epoch; late records are counted from the window operator's ``late`` stream.
+
+``--processes N`` runs a Bytewax cluster of N processes on this machine (``cluster_main``,
+as ``python -m bytewax.testing -p N`` does): the partitions are spread over them, each key's
+windows are folded in one of them, and each writes its own totals, merged here.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -21,7 +28,7 @@ import bytewax.operators as op  # noqa: E402
 from bytewax.dataflow import Dataflow  # noqa: E402
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition  # noqa: E402
 from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window  # noqa: E402
-from bytewax.testing import TestingSink, run_main  # noqa: E402
+from bytewax.testing import TestingSink, cluster_main, run_main  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
 from common import BOUND_MS, WINDOW_MS, avro_decoder, epoch_ms, parse_args, write_totals  # noqa: E402
@@ -70,8 +77,15 @@ class RangeSource(FixedPartitionedSource):
         return _RangePartition(bootstrap, topic, int(for_part), resume_state or 0, stop)
 
 
+def _processes(parser) -> None:
+    parser.add_argument("--processes", type=int, default=1, help="a Bytewax cluster of this many processes")
+    parser.add_argument("--proc-id", type=int, default=None, help=argparse.SUPPRESS)
+
+
 def main() -> None:
-    args = parse_args(__doc__)
+    args = parse_args(__doc__, _processes)
+    if args.processes > 1 and args.proc_id is None:
+        return _cluster(args)
     decode = avro_decoder(args.schema)
     counters = {"events": 0, "invalid": 0}
 
@@ -94,11 +108,33 @@ def main() -> None:
     totals, late = [], []
     op.output("totals", out.down, TestingSink(totals))
     op.output("late", out.late, TestingSink(late))
-    run_main(flow)
+    if args.proc_id is None:
+        run_main(flow)
+    else:
+        addresses = [f"localhost:{2101 + i}" for i in range(args.processes)]
+        cluster_main(flow, addresses, args.proc_id)
     result = {}
     for merchant, (window_id, (count, total)) in totals:  # window_id counts windows from align_to
         result[(merchant, window_id * WINDOW_MS)] = (count, total)
     write_totals(args.out, result, counters["events"], counters["invalid"], len(late))
+
+
+def _cluster(args) -> None:
+    """``--processes`` copies of this script as one cluster; their totals merged into ``--out``."""
+    procs = [subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--proc-id", str(i), "--out", f"{args.out}.{i}"])
+             for i in range(args.processes)]
+    if any(p.wait() for p in procs):
+        raise SystemExit(f"a Bytewax cluster process failed: exit codes {[p.returncode for p in procs]}")
+    merged, events, invalid, late = {}, 0, 0, 0
+    for i in range(args.processes):
+        part = json.loads(Path(f"{args.out}.{i}").read_text())
+        Path(f"{args.out}.{i}").unlink()
+        events, invalid, late = events + part["events"], invalid + part["invalid"], late + part["late"]
+        for k, w, c, t in part["totals"]:
+            if (k, w) in merged:
+                raise SystemExit(f"window ({k}, {w}) came from two cluster processes")
+            merged[(k, w)] = (c, Decimal(t))
+    write_totals(args.out, merged, events, invalid, late)
 
 
 if __name__ == "__main__":
