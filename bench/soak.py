@@ -243,11 +243,14 @@ def main() -> int:
     finally:
         if live.poll() is None:
             live.kill()
+    from kappa.pipelines.fraud_alerts import FraudAlerts
+    from kappa.transforms.durations import parse_duration_ms
     from kappa.transforms.windowing import FORGET_AFTER_MS
     from kappa.transforms.windows import parse_window
 
-    window = parse_window(args.window or "sliding:10m/1m")
-    held_ms = getattr(window, "size_ms", getattr(window, "gap_ms", 0)) + 30_000 + FORGET_AFTER_MS
+    window = parse_window(args.window or FraudAlerts.DEFAULTS["window"])
+    held_ms = (getattr(window, "size_ms", getattr(window, "gap_ms", 0))
+               + parse_duration_ms(FraudAlerts.DEFAULTS["max_out_of_orderness"]) + FORGET_AFTER_MS)
     behind = [s["produced"] - s["committed"] for s in samples if s["s"] <= produced_for] or [0]
     result = {
         "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

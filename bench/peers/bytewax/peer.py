@@ -120,7 +120,9 @@ def main() -> None:
 
 
 def _cluster(args) -> None:
-    """``--processes`` copies of this script as one cluster; their totals merged into ``--out``."""
+    """``--processes`` copies of this script as one cluster; their totals merged into ``--out``.
+    Each copy gets this script's arguments plus its ``--proc-id`` and an ``--out`` of its own
+    (argparse keeps the last of a repeated option)."""
     procs = [subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--proc-id", str(i), "--out", f"{args.out}.{i}"])
              for i in range(args.processes)]
     if any(p.wait() for p in procs):
