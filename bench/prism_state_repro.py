@@ -1,7 +1,7 @@
 """A minimal reproduction of Beam prism (v2.77.0) losing a stateful DoFn's updates, and
 the check that kappa's patched prism does not.
 
-    .venv/bin/python bench/prism_state_repro.py [--runs 4] [--events 6000] [--compare]
+    .venv/bin/python bench/prism_state_repro.py [--runs 4] [--events 6000 | --timers 25] [--compare]
 
 A ten-line stateful DoFn counts per key in a ReadModifyWriteState and emits (key, n) per
 element; the largest n per key must be the key's number of elements. Every 600th element
@@ -16,6 +16,14 @@ the state committed before the first bundle, and the bundle that persists last
 overwrites the other's updates. (Beam promises one bundle per key at a time,
 apache/beam#28543.) ``runners/local/prism.patch`` keeps such a key in
 progress with the primary; ``kappa local install`` builds prism with it.
+
+``--timers SECONDS`` is the second case: the counter on a live stream (PeriodicImpulse,
+250 elements a second), each key also keeping an event-time timer whose callback
+writes the key's state back and is slow for two keys. A bundle then carries data and
+timers, and prism's list of its elements interleaves them, while the SDK's split point
+counts data elements only: cutting that list there gives a key to a second bundle while
+the first still runs it (prism warns "Unexpected split on a bundle with timers",
+apache/beam#35771). kappa's patch asks for no split of a bundle that carries timers.
 
 ``--compare`` also builds Beam's prism unpatched (``go install``, into a temporary
 directory) and runs the same pipeline on both, side by side. ``--prism PATH`` runs one
@@ -41,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 KEYS = 50
 SLOW_EVERY = 600
 SLOW_S = 1.0
+SLOW_TIMER_KEYS = ("k0", "k25")
 
 
 def count_per_key(prism: str, events: int) -> dict[str, int]:
@@ -70,11 +79,70 @@ def count_per_key(prism: str, events: int) -> dict[str, int]:
              | beam.CombinePerKey(max)
              | beam.Map(lambda kv: f"{kv[0]}\t{kv[1]}")
              | beam.io.WriteToText(out))
-        best: dict[str, int] = {}
-        for name in os.listdir(tmp):
-            for line in Path(tmp, name).read_text().splitlines():
-                key, n = line.split("\t")
-                best[key] = int(n)
+        return _largest(tmp)
+
+
+def count_per_key_with_timers(prism: str, seconds: float) -> tuple[dict[str, int], dict[str, int]]:
+    """The counter on a live stream whose keys also have an event-time timer, and whose
+    timer callbacks are slow for two keys; (the largest count each key reached, the
+    number of elements each key had)."""
+    import apache_beam as beam
+    from apache_beam.coders import VarIntCoder
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.transforms.periodicsequence import PeriodicImpulse
+    from apache_beam.transforms.timeutil import TimeDomain
+    from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+
+    class CountWithTimerFn(beam.DoFn):
+        COUNT = ReadModifyWriteStateSpec("n", VarIntCoder())
+        TICK = TimerSpec("tick", TimeDomain.WATERMARK)
+
+        def process(self, element, timestamp=beam.DoFn.TimestampParam, count=beam.DoFn.StateParam(COUNT),
+                    tick=beam.DoFn.TimerParam(TICK)):
+            n = (count.read() or 0) + 1
+            count.write(n)
+            tick.set(timestamp + 0.05)
+            yield element[0], n
+
+        @on_timer(TICK)
+        def fire(self, key=beam.DoFn.KeyParam, count=beam.DoFn.StateParam(COUNT)):
+            n = count.read() or 0
+            count.write(n)  # a timer's bundle writes the key's state back too
+            if key in SLOW_TIMER_KEYS:
+                time.sleep(0.4)  # no progress for a few ticks, with data queued behind the timers
+            yield key, n
+
+    interval = 0.004
+    start = time.time() + 3  # once the pipeline is up
+    sequence = int(seconds / interval)
+
+    def numbered(t: float) -> tuple[str, int]:
+        i = int(round((t - start) / interval))
+        return f"k{i % KEYS}", i
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "counts")
+        options = PipelineOptions(["--runner=PrismRunner", f"--prism_location={prism}", "--environment_type=LOOPBACK",
+                                   "--experiments=disable_prism_server_singleton", "--streaming"])
+        with beam.Pipeline(options=options) as p:
+            (p | PeriodicImpulse(start_timestamp=start, stop_timestamp=start + seconds, fire_interval=interval)
+             | beam.Map(numbered)
+             | "Global" >> beam.WindowInto(beam.window.GlobalWindows())
+             | beam.ParDo(CountWithTimerFn())
+             | "One window" >> beam.WindowInto(beam.window.FixedWindows(10**9))
+             | beam.CombinePerKey(max)
+             | beam.Map(lambda kv: f"{kv[0]}\t{kv[1]}")
+             | beam.io.WriteToText(out))
+        best = _largest(tmp)
+    return best, {f"k{k}": len(range(k, sequence, KEYS)) for k in range(KEYS)}
+
+
+def _largest(folder: str) -> dict[str, int]:
+    best: dict[str, int] = {}
+    for name in os.listdir(folder):
+        for line in Path(folder, name).read_text().splitlines():
+            key, n = line.split("\t")
+            best[key] = max(best.get(key, 0), int(n))
     return best
 
 
@@ -94,15 +162,20 @@ def main() -> None:
     parser.add_argument("--prism", help="run this prism binary only (default: kappa's patched prism)")
     parser.add_argument("--name", default="kappa's prism", help=argparse.SUPPRESS)
     parser.add_argument("--compare", action="store_true", help="also run Beam's unpatched prism, side by side")
+    parser.add_argument("--timers", type=float, metavar="SECONDS",
+                        help="the case with timers instead: a live stream of SECONDS, keys with event-time timers")
     args = parser.parse_args()
 
     from kappa.runners.local.tools import install_prism
 
     if not args.compare:
         prism = args.prism or str(install_prism())
-        expected = {f"k{k}": len(range(k, args.events, KEYS)) for k in range(KEYS)}
         for run in range(1, args.runs + 1):
-            best = count_per_key(prism, args.events)
+            if args.timers:
+                best, expected = count_per_key_with_timers(prism, args.timers)
+            else:
+                best = count_per_key(prism, args.events)
+                expected = {f"k{k}": len(range(k, args.events, KEYS)) for k in range(KEYS)}
             short = sorted(k for k in expected if best.get(k) != expected[k])
             lost = sum(expected.values()) - sum(best.get(k, 0) for k in expected)
             verdict = "exact" if not short else f"LOST {lost:,} updates on {len(short)} keys"
@@ -114,8 +187,9 @@ def main() -> None:
         binaries = {"upstream prism": upstream_prism(tmp), "kappa's prism": args.prism or str(install_prism())}
         for run in range(1, args.runs + 1):
             for name, binary in binaries.items():
-                out = subprocess.run([sys.executable, __file__, "--prism", binary, "--name", name, "--runs", "1",
-                                      "--events", str(args.events)], capture_output=True, text=True, check=True)
+                case = ["--timers", str(args.timers)] if args.timers else ["--events", str(args.events)]
+                out = subprocess.run([sys.executable, __file__, "--prism", binary, "--name", name, "--runs", "1", *case],
+                                     capture_output=True, text=True, check=True)
                 print(out.stdout.strip().replace("run 1", f"run {run}"), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -95,3 +95,19 @@ def test_workers_in_other_processes_are_not_checked():
     first, second = runner.bundle(2), runner.bundle(3)
     runner.finish(*first)
     runner.finish(*second)  # unchecked: one process's record says nothing of keys others ran
+
+
+def test_a_job_the_runner_ended_failed_names_the_lost_state_its_worker_logged(tmp_path):
+    """A runner that only reports the state FAILED (prism, when a bundle fails) leaves the
+    cause in the run's log; kappa's one line names it, not a later error of the teardown."""
+    from kappa.runners.commands.run import _cause
+
+    log = tmp_path / "beam.log"
+    log.write_text("ERROR apache_beam.runners.common: key 'U1': its engine state came back empty\n"
+                   "kappa.transforms.windowing.LostState: key 'U1': its engine state came back empty after 3 was "
+                   "written [while running 'Pipeline/Window/Engine/ParDo(_WindowPerKeyFn)']\n"
+                   "RuntimeError: Consumer closed\n")
+    assert _cause("", log).startswith("key 'U1': its engine state came back empty after 3 was written")
+    log.write_text("INFO starting\nRuntimeError: Consumer closed\n")
+    assert _cause("", log) == "RuntimeError: Consumer closed"
+    assert _cause("", tmp_path / "missing.log") is None

@@ -404,7 +404,7 @@ def _run_job(job: Job, args) -> int:
         raise
     except Exception as err:  # the runner's report of a failed job: name its cause, keep the details in the log
         logging.getLogger("apache_beam").exception("the job failed")
-        raise KappaError(f"the job failed: {_cause(err, log_path)} (details: {log_path})") from None
+        raise KappaError(f"the job failed: {_cause(str(err), log_path) or type(err).__name__} (details: {log_path})") from None
     state = str(result.state)
     for line in summary_lines(metric_counts(result), time.monotonic() - started):
         say(line)
@@ -422,7 +422,8 @@ def _run_job(job: Job, args) -> int:
             say(f"the job ended {state}: no replay manifest saved; the group keeps its last commit (records "
                 "durably done), so the next run rebuilds the open windows")
     if "DONE" not in state and not (job.live and "CANCELLED" in state):
-        raise KappaError(f"the job ended {state} (details: {log_path})")
+        cause = _cause("", log_path) if "FAILED" in state else None
+        raise KappaError(f"the job ended {state}{f': {cause}' if cause else ''} (details: {log_path})")
     return 0
 
 
@@ -459,20 +460,23 @@ def _beam_log_to(path: Path) -> Path:
     return path
 
 
-def _cause(err: Exception, log_path: Path) -> str:
+def _cause(report: str, log_path: Path) -> str | None:
     """The most telling line of a job failure: a kappa error raised in a worker (the
-    runner's report may only reach the log), else the report's last 'XError: ...'."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    runner's report may only reach the log), else the report's last 'XError: ...' (the
+    log's, when the runner reported nothing)."""
+    reported = [line.strip() for line in report.splitlines() if line.strip()]
     try:
-        lines += [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+        logged = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
     except OSError:
-        pass
+        logged = []
     for marker in ("LostState: ", "ReplayError: ", "KappaError: "):
-        for line in lines:
+        for line in reported + logged:
             if marker in line:
                 return line.split(marker, 1)[1][:600]
-    errors = [line for line in str(err).splitlines() if re.match(r"^\s*[\w.]*(Error|Exception): ", line)]
-    return (errors[-1].strip() if errors else (lines[-1] if lines else type(err).__name__))[:600]
+    errors = [line for line in (reported or logged) if re.match(r"^[\w.]*(Error|Exception): ", line)]
+    if errors:
+        return errors[-1][:600]
+    return reported[-1][:600] if reported else None
 
 
 class _Nothing:
