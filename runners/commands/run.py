@@ -175,6 +175,8 @@ def prepare(args, live: bool) -> Job:
         manifest = replace(manifest_in, pipeline=described, ranges=tuple(_still_there(manifest_in, args)))
         if args.registry and manifest.decoding.registry:  # the same schemas, from another registry
             manifest = replace(manifest, decoding=replace(manifest.decoding, registry=public_location(args.registry)))
+        if args.schema:  # the same records through another reader schema (an evolved one, a fix)
+            manifest = replace(manifest, decoding=replace(manifest.decoding, schema=args.schema))
     elif isinstance(source, KafkaSource):
         manifest = _plan(args, source, schema, config.max_out_of_orderness_ms, group, described)
     else:
