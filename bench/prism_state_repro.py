@@ -21,9 +21,10 @@ progress with the primary; ``kappa local install`` builds prism with it.
 250 elements a second), each key also keeping an event-time timer whose callback
 writes the key's state back and is slow for two keys. A bundle then carries data and
 timers, and prism's list of its elements interleaves them, while the SDK's split point
-counts data elements only: cutting that list there gives a key to a second bundle while
-the first still runs it (prism warns "Unexpected split on a bundle with timers",
-apache/beam#35771). kappa's patch asks for no split of a bundle that carries timers.
+counts data elements only and the SDK runs every timer anyway: cutting that list there
+gives a key to a second bundle while the first still runs it (prism warns "Unexpected
+split on a bundle with timers", apache/beam#35771). kappa's patch keeps the timers with
+the primary and cuts the data elements where the SDK did.
 
 ``--compare`` also builds Beam's prism unpatched (``go install``, into a temporary
 directory) and runs the same pipeline on both, side by side. ``--prism PATH`` runs one

@@ -1,5 +1,5 @@
 """The prism kappa runs keeps one bundle per key at a time when it splits a slow bundle of
-a stateful stage, and splits no bundle that carries timers (``runners/local/prism.patch``).
+a stateful stage, timers included (``runners/local/prism.patch``).
 
 Beam's prism v2.77.0 as published frees the key a split bundle is still running, so a
 second bundle runs it on stale state and one's updates are lost (3 of 4 runs of this
@@ -29,7 +29,7 @@ def test_a_split_stateful_bundle_never_loses_a_keys_state_updates_on_kappas_pris
 def test_a_slow_bundle_with_timers_never_loses_a_keys_state_updates_on_kappas_prism():
     """Invariant: on a live stream whose keys keep event-time timers, with slow timer
     callbacks, a stateful counter's largest count per key equals the key's number of
-    elements (prism would split a bundle carrying timers at the wrong element)."""
+    elements (prism cut a bundle carrying timers at the wrong element)."""
     prism = str(install_prism(quiet=True))
     counted, expected = count_per_key_with_timers(prism, seconds=20)
     assert counted == expected
