@@ -140,9 +140,16 @@ class _Direct(_Profile):
         return [f"--direct_num_workers={workers}", *mode]
 
 
-def local_workers(restrictions: int) -> int:
+#: A local replay of fewer records runs in kappa's own process: starting worker processes
+#: costs more than they save below about this many (bench/README.md, "Small replays").
+ONE_WORKER_BELOW = 250_000
+
+
+def local_workers(restrictions: int, records: int | None = None) -> int:
     """A local replay's default parallelism: a worker process per core, no more than there
-    are restrictions (partitions) to read."""
+    are restrictions (partitions) to read; one, in kappa's process, for a small replay."""
+    if records is not None and records < ONE_WORKER_BELOW:
+        return 1
     return max(1, min(len(os.sched_getaffinity(0)), restrictions))
 
 

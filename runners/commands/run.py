@@ -197,7 +197,7 @@ def prepare(args, live: bool) -> Job:
     if manifest is not None:
         manifest.save(run_dir / ("live-manifest.json" if live else "manifest.json"))
     if settings.parallelism is None and not live and _local_batch(settings):
-        settings = replace(settings, parallelism=local_workers(len(manifest.ranges) if manifest else 1))
+        settings = replace(settings, parallelism=local_workers(len(manifest.ranges), manifest.total) if manifest else 1)
     return Job(pipeline, read, sink, dead_sink, profile, settings, live, run_dir, channel, manifest,
                str(source or args.manifest), group, durable)
 

@@ -111,7 +111,7 @@ def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:
                      help=f"where the pipeline runs (default {'prism' if live else 'direct'}); e.g. --runner flink")
     run.add_argument("--flink-master", default="[local]", metavar="HOST:PORT",
                      help="Flink JobManager REST address, or [local] for an embedded Flink (default [local])")
-    run.add_argument("--parallelism", type=cliargs.positive_int, help="worker parallelism (Flink, direct); a replay on direct or the embedded Flink defaults to a worker process per core, up to the number of partitions")
+    run.add_argument("--parallelism", type=cliargs.positive_int, help="worker parallelism (Flink, direct); a replay on direct or the embedded Flink defaults to a worker process per core, up to the number of partitions, and to one in kappa's own process below 250,000 records")
     run.add_argument("--environment-type", choices=["LOOPBACK", "PROCESS", "EXTERNAL", "DOCKER"],
                      help="how workers run the Python SDK (default LOOPBACK: in this process; a remote Flink "
                           "needs PROCESS, EXTERNAL or DOCKER)")
