@@ -41,6 +41,7 @@ from kappa.replay.durable import ledger
 from kappa.replay.errors import ReplayError
 from kappa.replay.manifest import CarriedDecoding, DecodingSpec
 from kappa.replay.progress import RunChannel
+from kappa.replay.pubsub_clients import emulator_clients, pubsub_clients
 from kappa.replay.points import AtInstant, Earliest, FromPoint, Snapshot
 from kappa.replay.redelivery import DUPLICATE, UNDECIDED, Redeliveries
 from kappa.schemas.records import Provenance, SourceRecord
@@ -85,27 +86,6 @@ class PubSubReadSettings:
     @property
     def live(self) -> bool:
         return self.stop_publish_ms is None
-
-
-def pubsub_clients(emulator_host: str | None):
-    """(publisher, subscriber): plain gRPC to an emulator, or the default Google clients."""
-    if emulator_host:
-        return emulator_clients(emulator_host)
-    from google.cloud import pubsub_v1
-
-    return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-
-
-def emulator_clients(host: str):
-    """(PublisherClient, SubscriberClient) talking plain gRPC to the emulator at ``host``."""
-    import grpc
-    from google.cloud import pubsub_v1
-    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
-    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host)))
-    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
-    return publisher, subscriber
 
 
 def prepare_replay(subscription: str, start: FromPoint, emulator_host: str | None = None,

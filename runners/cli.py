@@ -8,6 +8,7 @@ for run failures (an unreachable broker, a failed job), 0 for success.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -17,14 +18,20 @@ import threading
 from kappa.replay.errors import ReplayError
 from kappa.runners import cliargs
 from kappa.runners.children import end_children
-from kappa.runners.commands import demo, local, plan_read, produce, run, run_flags, verify
 from kappa.runners.errors import KappaError, UsageError
 from kappa.schemas.registry import RegistryUnavailable
 
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Each command's module, in the order of the help (most import Beam, which takes
+#: seconds: ``kappa produce`` or ``kappa local`` imports only its own).
+_COMMANDS = {"local": "local", "produce": "produce", "plan": "plan_read", "read": "plan_read",
+             "replay": "run", "live": "run", "verify": "verify", "demo": "demo"}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (a known ``command`` given) one that knows that command's module only."""
     parser = argparse.ArgumentParser(
         prog="kappa",
         description=(
@@ -33,12 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    local.add_parser(sub)
-    produce.add_parser(sub)
-    plan_read.add_parsers(sub)
-    run.add_parsers(sub)
-    verify.add_parser(sub)
-    demo.add_parser(sub)
+    names = [_COMMANDS[command]] if command in _COMMANDS else dict.fromkeys(_COMMANDS.values())
+    for name in names:
+        importlib.import_module(f"kappa.runners.commands.{name}").add_parsers(sub)
     return parser
 
 
@@ -75,9 +79,12 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = _glue_ago_values(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv else None)
     try:
-        run_flags.preload_config(argv)
+        if _COMMANDS.get(argv[0] if argv else None) == "run":
+            from kappa.runners.commands.run_flags import preload_config
+
+            preload_config(argv)
         args = parser.parse_args(argv)
         cliargs.apply_kafka_flags(args)
         cliargs.apply_registry_flags(args)

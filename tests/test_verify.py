@@ -15,13 +15,13 @@ from kappa.runners.errors import KappaError, UsageError
 from kappa.runners.local.process import free_port
 from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
 from kappa.runners.sinks import FileSink, parse_sink
-from kappa.runners.commands.verify import add_parser, compare, final_panes, read_result_set
+from kappa.runners.commands.verify import add_parsers, compare, final_panes, read_result_set
 from tests.test_sinks import MINUTE, T0, dead_letter, results_over, write_results
 
 
 def verify(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="kappa")
-    add_parser(parser.add_subparsers())
+    add_parsers(parser.add_subparsers())
     args = parser.parse_args(["verify", *argv])
     return args.run(args)
 

@@ -31,12 +31,12 @@ from kappa.runners.produce.writer import Progress
 from kappa.runners.sinks import read_window_file, window_files
 from kappa.schemas import make_codec, open_registry
 
-__all__ = ["add_parser"]
+__all__ = ["add_parsers"]
 
 WINDOWING = ["--window", "fixed:20s", "--early-firing", "5s", "--max-out-of-orderness", "10s"]
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="live run, replay of the same offsets, and kappa verify agreeing, on the local stack",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,

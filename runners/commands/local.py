@@ -14,13 +14,13 @@ from kappa.runners.local.flink_cluster import FLINK_CLUSTER_VERSION, FlinkCluste
 from kappa.runners.local.kafka import KAFKA_VERSION, KafkaBroker, install_kafka
 from kappa.runners.local.pubsub import PubSubEmulator
 
-__all__ = ["add_parser", "local_stack"]
+__all__ = ["add_parsers", "local_stack"]
 
 SERVICES = ("kafka", "pubsub", "flink")
 DEFAULT_SERVICES = ("kafka", "pubsub")  #: the Flink cluster only when asked for: it is the heavy one
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     p = subparsers.add_parser(
         "local",
         help="start, stop or inspect the local Kafka broker, Pub/Sub emulator and Flink cluster",

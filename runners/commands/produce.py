@@ -17,7 +17,7 @@ from kappa.runners.produce.writer import ARCHIVE_SUFFIXES, Progress, produce_eve
 from kappa.schemas import make_codec, open_registry
 from kappa.schemas.codec import FORMATS
 
-__all__ = ["add_parser"]
+__all__ = ["add_parsers"]
 
 EXAMPLES = """\
 examples:
@@ -31,7 +31,7 @@ examples:
 """
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     p = subparsers.add_parser(
         "produce",
         help="write seeded demo events (payments, turnstiles, commerce) to Kafka or an archive",

@@ -43,7 +43,7 @@ from kappa.runners.errors import KappaError, UsageError
 from kappa.runners.sinks import FileSink, KafkaSink, parse_sink, pubsub_path, read_window_file, window_file_glob, window_files
 from kappa.schemas.jsonform import format_instant, parse_instant
 
-__all__ = ["Comparison", "ResultSet", "WindowId", "add_parser", "compare", "final_panes", "read_result_set",
+__all__ = ["Comparison", "ResultSet", "WindowId", "add_parsers", "compare", "final_panes", "read_result_set",
            "run_verify", "too_late_windows"]
 
 EXAMPLES = """\
@@ -261,7 +261,7 @@ def _read_pubsub(subscription: str, where: str, timeout_s: float) -> list[dict]:
     """Pull (and ack) until no message came for ``timeout_s``."""
     from google.api_core import exceptions
 
-    from kappa.replay.pubsub_source import pubsub_clients
+    from kappa.replay.pubsub_clients import pubsub_clients
     from kappa.schemas import DecodeError, make_codec
 
     codec = make_codec("json", "window_result")
@@ -316,7 +316,7 @@ def too_late_windows(path: Path) -> list[tuple[int, int]]:
 
 # -- the command ------------------------------------------------------------------------------------
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     verify = subparsers.add_parser(
         "verify", help="compare the final window values of two result sets (live vs replay)",
         description="Read two result sets and compare, per (pipeline, key, window), the values of the final pane "

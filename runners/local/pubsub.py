@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from kappa.replay.pubsub_source import emulator_clients
+from kappa.replay.pubsub_clients import emulator_clients
 from kappa.runners.errors import KappaError
 from kappa.runners.local.process import ServerProcess, find_java, port_in_use
 

@@ -23,16 +23,15 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
-
-import apache_beam
 
 from kappa.runners.errors import KappaError
 
 __all__ = ["BEAM_VERSION", "FLINK_JOB_SERVER_BEAM", "FLINK_VERSION", "flink_job_server_jar", "install_flink_job_server",
            "install_prism", "install_python_boot", "prism_binary", "process_environment", "python_boot_binary"]
 
-BEAM_VERSION = apache_beam.__version__
+BEAM_VERSION = version("apache-beam")  # not apache_beam.__version__: importing Beam takes seconds
 PRISM_MODULE_ROOT = "github.com/apache/beam/sdks/v2"
 FLINK_VERSION = "1.19"
 FLINK_JOB_SERVER_BEAM = "2.62.0"  # see flink-jobserver-pom.xml

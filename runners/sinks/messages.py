@@ -89,7 +89,7 @@ def _ensure_pubsub_topic(sink: PubSubSink, timeout_s: float):
     from google.api_core import exceptions
     from google.auth.exceptions import DefaultCredentialsError
 
-    from kappa.replay.pubsub_source import pubsub_clients
+    from kappa.replay.pubsub_clients import pubsub_clients
 
     try:
         publisher, _ = pubsub_clients(sink.emulator_host)
