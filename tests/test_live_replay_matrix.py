@@ -20,7 +20,7 @@ import pytest
 
 from kappa.runners.sinks import read_window_file, window_files
 from tests.kafka_helpers import create_topic
-from tests.test_runners import _LiveRun, _offsets_read, kappa
+from tests.test_runners import _LiveRun, _offsets_read, _readers_reporting, kappa
 
 pytestmark = [pytest.mark.kafka, pytest.mark.runners]
 
@@ -68,6 +68,7 @@ def _live_then_replays(runner: str, pipeline: str, accumulation: str, early: boo
                   "--registry", registry, "--runner", runner, *flags,
                   "--sink", f"file:{live_dir / 'results.jsonl'}", "--run-dir", run_dir) as run:
         run.wait_for(lambda: "running;" in run.output, "start", 120)
+        run.wait_for(lambda: _readers_reporting(run_dir) == 2, "every reader reading", 120)  # not one backlog
         kappa("produce", domain, "--topic", topic, "--bootstrap", bootstrap, "--registry", registry, "--seed", "11",
               "--count", count, "--rate", RATE[runner], "--start", "now", "--disorder", "0.2", "--max-disorder", "2s",
               "--late", "0.03", "--late-by", "10s")

@@ -149,6 +149,7 @@ def test_a_live_run_emits_early_and_on_time_panes_then_drains_to_a_replay_that_a
                   "--early-firing", "1s", "--max-out-of-orderness", "2s", "--sink", f"file:{live_dir / 'totals.jsonl'}",
                   "--run-dir", run_dir) as run:
         run.wait_for(lambda: "running;" in run.output, "start", 120)
+        run.wait_for(lambda: _readers_reporting(run_dir) == 2, "every reader reading", 120)
         _produce(kafka_bootstrap, topic_name, registry, "--count", "300", "--rate", "30", "--start", "now")
         timings = lambda: {r["timing"] for r in _results(live_dir)}  # noqa: E731
         run.wait_for(lambda: {"EARLY", "ON_TIME"} <= timings(), "early and on-time panes", 90)
@@ -177,6 +178,13 @@ def _too_late(dead_letters: Path) -> dict[tuple[int, int], str]:
     records = [json.loads(line) for line in dead_letters.read_text().splitlines() if line.strip()]
     return {(d["provenance"]["partition"], d["provenance"]["position"]): d["decided_by"]
             for d in records if d["reason"] == "too_late"}
+
+
+def _readers_reporting(run_dir: Path) -> int:
+    """Partitions whose live reader has reported, at the latest once at the end of its
+    partition: "running;" comes as the job is submitted, and Flink deploys its tasks for
+    seconds after, so data produced before this would reach the readers as one backlog."""
+    return len(list((run_dir / "progress").glob("*.json")))
 
 
 def _offsets_read(run_dir: Path) -> int:
