@@ -53,6 +53,11 @@ SLOW_S = 1.0
 SLOW_TIMER_KEYS = ("k0", "k25")
 
 
+def expected_counts(elements: int) -> dict[str, int]:
+    """Each key's number of elements, element i going to key ``k{i % KEYS}``."""
+    return {f"k{k}": len(range(k, elements, KEYS)) for k in range(KEYS)}
+
+
 def count_per_key(prism: str, events: int) -> dict[str, int]:
     """Run the counter on ``prism``; the largest count each key reached."""
     import apache_beam as beam
@@ -134,8 +139,7 @@ def count_per_key_with_timers(prism: str, seconds: float) -> tuple[dict[str, int
              | beam.CombinePerKey(max)
              | beam.Map(lambda kv: f"{kv[0]}\t{kv[1]}")
              | beam.io.WriteToText(out))
-        best = _largest(tmp)
-    return best, {f"k{k}": len(range(k, sequence, KEYS)) for k in range(KEYS)}
+        return _largest(tmp), expected_counts(sequence)
 
 
 def _largest(folder: str) -> dict[str, int]:
@@ -176,7 +180,7 @@ def main() -> None:
                 best, expected = count_per_key_with_timers(prism, args.timers)
             else:
                 best = count_per_key(prism, args.events)
-                expected = {f"k{k}": len(range(k, args.events, KEYS)) for k in range(KEYS)}
+                expected = expected_counts(args.events)
             short = sorted(k for k in expected if best.get(k) != expected[k])
             lost = sum(expected.values()) - sum(best.get(k, 0) for k in expected)
             verdict = "exact" if not short else f"LOST {lost:,} updates on {len(short)} keys"

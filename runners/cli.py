@@ -79,9 +79,10 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = _glue_ago_values(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser(argv[0] if argv else None)
+    command = argv[0] if argv else None
+    parser = build_parser(command)
     try:
-        if _COMMANDS.get(argv[0] if argv else None) == "run":
+        if _COMMANDS.get(command) == "run":
             from kappa.runners.commands.run_flags import preload_config
 
             preload_config(argv)
