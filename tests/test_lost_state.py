@@ -1,9 +1,11 @@
-"""The windowing DoFn refuses to emit results built on lost state: two bundles that ran
-one key at once (each from the same stored engine), or a key whose state came back
-empty, fail with LostState; sequential bundles and a retried bundle do not.
+"""Where the windowing DoFn keeps a key's engine, and how it refuses to emit results built
+on lost state. In kappa's own process (a local runner's worker) each key's engine is the
+one its last finished bundle left, kept in the process; two bundles that ran one key at
+once fail with LostState, sequential bundles and a retried bundle do not. A worker in
+another process keeps the engine in the runner's state.
 
-The runner is played by hand here: each bundle gets its own copy of the stored state,
-as a runner hands a bundle the state committed when the bundle started."""
+The runner is played by hand here: each bundle gets its own copy of the runner's stored
+state, as a runner hands a bundle the state committed when the bundle started."""
 
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import pytest
 from kappa.pipelines import MerchantTotals
 from tests.beam_helpers import HandState
 from kappa.schemas.records import Provenance, SourceRecord
-from kappa.transforms.windowing import LostState, _Setup, _WindowPerKeyFn
+from kappa.transforms import windowing
+from kappa.transforms.windowing import KeyEngine, LostState, _Setup, _WindowPerKeyFn
 
-T0 = 1_795_165_200_000
+T0 = 1_795_165_200_000 // 60_000 * 60_000  # a window start
 
 
 class _Timer:
@@ -36,13 +39,15 @@ def _fn() -> _WindowPerKeyFn:
 
 
 class _Runner:
-    """Committed state per key, and bundles that each start from a copy of it."""
+    """The runner's committed state of one key, and bundles that each start from a copy of it."""
 
-    def __init__(self):
+    def __init__(self, in_kappas_process: bool = True):
         self.fn = _fn()
+        if not in_kappas_process:
+            self.fn.launcher_pid = -1  # as if this DoFn had been built in another process
         self.committed = HandState()
 
-    def bundle(self, *numbers, finish: bool = True):
+    def bundle(self, *numbers):
         worker = pickle.loads(pickle.dumps(self.fn))  # a bundle processor's own copy of the DoFn
         worker.setup()
         worker.start_bundle()
@@ -55,12 +60,31 @@ class _Runner:
         worker.finish_bundle()
         self.committed = state
 
+    def kept_engine(self) -> KeyEngine:
+        """The key's engine as kappa's process keeps it."""
+        return pickle.loads(windowing._KEPT[(self.fn.run_id, "Acme")][1])
 
-def test_sequential_bundles_of_a_key_pass():
+
+def _count(engine: KeyEngine) -> int:
+    """How many payments the engine's window holds (its final pane's count)."""
+    [pane] = engine.advance_watermark(T0 + 60_000)
+    return pane.value[0]
+
+
+def test_sequential_bundles_of_a_key_pass_and_the_process_keeps_its_engine():
     runner = _Runner()
     for numbers in ((1, 2), (3,), (4, 5)):
         runner.finish(*runner.bundle(*numbers))
-    assert runner.committed.value[1].key == "Acme"
+    assert _count(runner.kept_engine()) == 5
+    assert runner.committed.value is None  # the runner's state is neither read nor written
+
+
+def test_a_bundle_in_kappas_process_starts_from_the_last_finished_bundle_whatever_the_runner_hands_it():
+    runner = _Runner()
+    runner.finish(*runner.bundle(1, 2))
+    runner.committed = HandState((None, "stale state the runner might hand over"))
+    runner.finish(*runner.bundle(3))
+    assert _count(runner.kept_engine()) == 3
 
 
 def test_two_bundles_running_one_key_at_once_fail_with_lost_state():
@@ -70,29 +94,23 @@ def test_two_bundles_running_one_key_at_once_fail_with_lost_state():
     runner.finish(*first)
     with pytest.raises(LostState, match="two bundles at once"):
         runner.finish(*second)
+    assert _count(runner.kept_engine()) == 2  # the failed bundle left nothing
 
 
-def test_a_key_whose_state_comes_back_empty_fails_with_lost_state():
+def test_a_bundle_retried_after_a_failure_is_no_false_alarm_and_counts_once():
     runner = _Runner()
     runner.finish(*runner.bundle(1))
-    runner.committed = HandState()  # the runner lost it
-    with pytest.raises(LostState):
-        runner.bundle(2)
+    runner.bundle(2)  # fails before finishing: nothing of it is kept
+    runner.finish(*runner.bundle(2))  # the retry starts from the last finished state
+    assert _count(runner.kept_engine()) == 2
 
 
-def test_a_bundle_retried_after_a_failure_is_no_false_alarm():
-    runner = _Runner()
-    runner.finish(*runner.bundle(1))
-    runner.bundle(2)  # fails before finishing: its state is never committed
-    runner.finish(*runner.bundle(2))  # the retry starts from the committed state
-    assert runner.committed.value is not None
-
-
-def test_workers_in_other_processes_are_not_checked():
-    runner = _Runner()
-    runner.fn.launcher_pid = -1  # as if this DoFn had been built in another process
-    runner.finish(*runner.bundle(1))
-    first, second = runner.bundle(2), runner.bundle(3)
+def test_workers_in_other_processes_keep_the_engine_in_the_runners_state_unchecked():
+    runner = _Runner(in_kappas_process=False)
+    runner.finish(*runner.bundle(1, 2))
+    assert _count(copy.deepcopy(runner.committed.value[1])) == 2
+    assert (runner.fn.run_id, "Acme") not in windowing._KEPT
+    first, second = runner.bundle(3), runner.bundle(4)
     runner.finish(*first)
     runner.finish(*second)  # unchecked: one process's record says nothing of keys others ran
 
@@ -103,11 +121,11 @@ def test_a_job_the_runner_ended_failed_names_the_lost_state_its_worker_logged(tm
     from kappa.runners.commands.run import _cause
 
     log = tmp_path / "beam.log"
-    log.write_text("ERROR apache_beam.runners.common: key 'U1': its engine state came back empty\n"
-                   "kappa.transforms.windowing.LostState: key 'U1': its engine state came back empty after 3 was "
-                   "written [while running 'Pipeline/Window/Engine/ParDo(_WindowPerKeyFn)']\n"
+    log.write_text("ERROR apache_beam.runners.common: key 'U1': this bundle started from engine state 7.3\n"
+                   "kappa.transforms.windowing.LostState: key 'U1': this bundle started from engine state 7.3 but a "
+                   "bundle that finished meanwhile left 7.5 [while running 'Pipeline/Window/Engine/ParDo(_WindowPerKeyFn)']\n"
                    "RuntimeError: Consumer closed\n")
-    assert _cause("", log).startswith("key 'U1': its engine state came back empty after 3 was written")
+    assert _cause("", log).startswith("key 'U1': this bundle started from engine state 7.3 but a bundle")
     log.write_text("INFO starting\nRuntimeError: Consumer closed\n")
     assert _cause("", log) == "RuntimeError: Consumer closed"
     assert _cause("", tmp_path / "missing.log") is None

@@ -31,22 +31,30 @@ other record), so it is kept for ``FORGET_AFTER_MS`` of event time: an event-tim
 then clears the key's state entirely, and a key that comes back later starts afresh,
 as a key never seen before (``tests/test_bounded_state.py``).
 
+Where a key's state lives. Where every bundle runs in kappa's own process (the SDK
+worker of a local runner, LOOPBACK), the last finished bundle's engine of each key is kept
+in that process, pickled (``_KEPT``), and the runner's state is neither read nor written:
+the runner keeps nothing there that outlives kappa's process (local runs take no
+checkpoints; a restart rebuilds open windows from the log), and a state read or write is a
+blocking round trip to the runner per key and bundle, which was most of the windowing
+stage's time on Flink and prism with many keys (bench/README.md, "Soak"). A worker in
+another process (Dataflow, a Flink cluster, a replay's worker processes) keeps the engine
+in Beam state, as before.
+
 Lost updates are detected, not suffered: each write of a key's engine carries a fresh
 token, and each bundle remembers the token it started from. When the bundle finishes,
-the token it started from must be the one the last finished bundle of this process left
-for that key; if not, two bundles ran the key at once (or its state came back empty)
-and one's updates are gone, so the bundle fails with :class:`LostState` instead of
-emitting wrong totals. (Beam's prism runner does this on long replays; see README.)
-Only bundles that finished are recorded, so a retried bundle is never a false alarm;
-and the check runs only where every bundle runs in this process (the workers of local
-runners share kappa's process), since a record of one process's bundles says nothing
-about a key another worker process also ran.
+that token must still be the one the last finished bundle left for the key; if not, two
+bundles ran the key at once and one's updates are gone, so the bundle fails with
+:class:`LostState` instead of emitting wrong totals (Beam's prism runner did; see README).
+Only bundles that finished are kept, so a retried bundle starts from the last finished
+state and is no false alarm.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import threading
 import time
 from dataclasses import dataclass
@@ -69,14 +77,16 @@ __all__ = ["TOO_LATE", "LostState", "WindowPerKey", "too_late_dead_letter"]
 TOO_LATE = "too_late"
 
 _TOKENS = itertools.count()
-_COMMITTED: dict[tuple[str, object], str] = {}  #: (transform run id, key) -> token of the last finished write
-_COMMITTED_LOCK = threading.Lock()
+#: Where bundles run in kappa's process: (transform run id, key) -> (token, pickled stored
+#: state) of the key's last finished bundle; a cleared key has no entry.
+_KEPT: dict[tuple[str, object], tuple[str, bytes]] = {}
+_KEPT_LOCK = threading.Lock()
 #: How long an idle key's watermark is kept (event time past it) before its state is cleared.
 FORGET_AFTER_MS = 10 * 60_000
 
 
 class LostState(RuntimeError):
-    """A key's engine state was overwritten by a concurrent bundle or came back empty."""
+    """A key's engine state was overwritten by a bundle that ran the key at the same time."""
 
 
 def _token() -> str:
@@ -123,7 +133,7 @@ class _WindowPerKeyFn(beam.DoFn):
         self.launcher_pid = os.getpid()
 
     def setup(self):
-        self._check = os.getpid() == self.launcher_pid
+        self._local = os.getpid() == self.launcher_pid  # every bundle runs in kappa's process
         durable = self.spec.durable
         self._holds_sessions = durable is not None and isinstance(self.spec.config.window, SessionWindows)
         self._final_through = None if durable is None else durable.final_through_ms
@@ -140,61 +150,67 @@ class _WindowPerKeyFn(beam.DoFn):
         return where.partition, where.position, newest
 
     def start_bundle(self):
-        self._bases: dict[object, str | None] = {}  #: key -> the token this bundle read first
-        self._written: dict[object, str] = {}  #: key -> the token this bundle wrote last
+        self._bases: dict[object, str | None] = {}  #: key -> the token of the state this bundle started from
+        self._live: dict[object, tuple | None] = {}  #: key -> its stored state as this bundle left it
 
     def finish_bundle(self):
-        if not self._check:
+        if not self._local:
             return
-        with _COMMITTED_LOCK:
+        changed = {key: None if stored is None else (stored[0], pickle.dumps(stored[1], pickle.HIGHEST_PROTOCOL))
+                   for key, stored in self._live.items() if (stored and stored[0]) != self._bases[key]}
+        with _KEPT_LOCK:
             for key, base in self._bases.items():
-                slot = (self.run_id, key)
-                if _COMMITTED.get(slot) != base:
+                kept = _KEPT.get((self.run_id, key))
+                if (kept and kept[0]) != base:
                     raise LostState(
-                        f"key {key!r}: this bundle started from engine state {base or 'none'} but the last finished "
-                        f"bundle left {_COMMITTED.get(slot)}: the runner ran the key in two bundles at once or lost "
-                        "its state, and results would be wrong (a known problem of Beam's prism runner on long "
-                        "runs; use --runner flink or, for replays, direct)")
-            for key in self._bases:
-                written = self._written[key]
-                if written is None:  # cleared: nothing left to lose
-                    _COMMITTED.pop((self.run_id, key), None)
+                        f"key {key!r}: this bundle started from engine state {base or 'none'} but a bundle that "
+                        f"finished meanwhile left {kept and kept[0] or 'none'}: the runner ran the key in two bundles "
+                        "at once, and results would be wrong (a known problem of Beam's prism runner on long runs; "
+                        "use --runner flink or, for replays, direct)")
+            for key, kept in changed.items():
+                if kept is None:
+                    _KEPT.pop((self.run_id, key), None)
                 else:
-                    _COMMITTED[(self.run_id, key)] = written
+                    _KEPT[(self.run_id, key)] = kept
         self._bases.clear()
-        self._written.clear()
+        self._live.clear()
+
+    def _read(self, key, state):
+        """The key's stored state, ``(token, engine or idle watermark)`` or None."""
+        if not self._local:
+            return state.read()
+        if key not in self._live:
+            with _KEPT_LOCK:
+                kept = _KEPT.get((self.run_id, key))
+            self._bases[key] = kept and kept[0]
+            self._live[key] = kept and (kept[0], pickle.loads(kept[1]))
+        return self._live[key]
+
+    def _write(self, key, state, stored) -> None:
+        """Store ``(token, engine or idle watermark)``, or clear the key's state with None."""
+        if not self._local:
+            state.clear() if stored is None else state.write(stored)
+        else:
+            self._live[key] = stored
 
     def _engine(self, key, stored) -> KeyEngine:
-        """The key's engine from its stored state (``state.read()``)."""
-        token, engine = stored if stored is not None else (None, None)
-        idle_watermark = engine if not isinstance(engine, KeyEngine) else None
-        if idle_watermark is not None:
-            engine = None
-        if self._check and key not in self._bases:
-            self._bases[key] = token
-            if token is None:
-                with _COMMITTED_LOCK:
-                    known = _COMMITTED.get((self.run_id, key))
-                if known is not None:
-                    raise LostState(f"key {key!r}: its engine state came back empty after {known} was written")
-        if engine is None:
-            c = self.spec.config
-            engine = KeyEngine(key, c.window, c.trigger, self.spec.aggregation, c.allowed_lateness_ms, c.accumulating,
-                               c.bounded, watermark_ms=idle_watermark)
-        return engine
+        """The key's engine from its stored state (:meth:`_read`)."""
+        engine = None if stored is None else stored[1]
+        if isinstance(engine, KeyEngine):
+            return engine
+        c = self.spec.config  # none yet, or an idle key's watermark
+        return KeyEngine(key, c.window, c.trigger, self.spec.aggregation, c.allowed_lateness_ms, c.accumulating,
+                         c.bounded, watermark_ms=engine)
 
     def _save(self, key, engine: KeyEngine, state, event_timer) -> None:
         if engine.idle and engine.watermark_ms is None:  # it knows nothing a fresh engine does not
-            state.clear()
-            token, deadline = None, None
+            self._write(key, state, None)
+            deadline = None
         else:
             # An idle engine (every window closed, no closed session remembered) is stored as
             # its watermark alone, until the timer set here clears it (on_event_time).
-            token = _token()
-            state.write((token, engine.watermark_ms if engine.idle else engine))
+            self._write(key, state, (_token(), engine.watermark_ms if engine.idle else engine))
             deadline = engine.watermark_ms + FORGET_AFTER_MS if engine.idle else engine.next_watermark_deadline()
-        if self._check:
-            self._written[key] = token
         if self._holds_sessions:
             ledger(self.spec.durable).hold_sessions(key, engine.holds())
         if deadline is not None:
@@ -205,11 +221,8 @@ class _WindowPerKeyFn(beam.DoFn):
         has is the one ``_save`` set ``FORGET_AFTER_MS`` past it."""
         if stored is None or isinstance(stored[1], KeyEngine):
             return False
-        state.clear()
+        self._write(key, state, None)
         beam.metrics.Metrics.counter("kappa", "idle_keys_cleared").inc()
-        if self._check:
-            self._bases.setdefault(key, stored[0])
-            self._written[key] = None
         return True
 
     def process(self, element, state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
@@ -217,7 +230,7 @@ class _WindowPerKeyFn(beam.DoFn):
         if type(record) is Folded:
             yield from self._process_folded(key, record, state, event_timer)
             return
-        engine = self._engine(key, state.read())
+        engine = self._engine(key, self._read(key, state))
         now = _now_ms()
         due = engine.advance_processing_time(now)
         panes, too_late = engine.add(record, self.spec.value_of(record), record.event_ms, now, record.cutoff_ms,
@@ -229,7 +242,7 @@ class _WindowPerKeyFn(beam.DoFn):
     def _process_folded(self, key, folded: Folded, state, event_timer):
         """A bundle's records of one window (transforms/fold.py): at once where the engine
         allows, else one by one as :meth:`process` adds them."""
-        engine = self._engine(key, state.read())
+        engine = self._engine(key, self._read(key, state))
         now = _now_ms()
         panes, too_late = engine.advance_processing_time(now), []
         if not engine.add_folded(folded.window, folded.acc, len(folded.members), now):
@@ -245,7 +258,7 @@ class _WindowPerKeyFn(beam.DoFn):
     @on_timer(EVENT_TIMER)
     def on_event_time(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
                       state=beam.DoFn.StateParam(ENGINE), event_timer=beam.DoFn.TimerParam(EVENT_TIMER)):
-        stored = state.read()
+        stored = self._read(key, state)
         if self._forget(key, stored, state):
             return
         engine = self._engine(key, stored)
