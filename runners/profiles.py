@@ -46,6 +46,8 @@ __all__ = ["PROFILES", "RUNNERS", "DataflowSettings", "RunnerSettings", "local_w
 RUNNERS = ("direct", "prism", "flink", "dataflow")
 #: the longest a live run's bundle lasts on Flink (its option maxBundleTimeMills; default 1000)
 LIVE_FLINK_BUNDLE_MS = 100
+#: The embedded Flink's heap in a live run (``_quick_jvm_start``).
+LIVE_FLINK_HEAP = "1g"
 _REPO = Path(__file__).resolve().parents[1]
 LOCAL_MASTER = "[local]"
 
@@ -202,7 +204,7 @@ class _Flink(_Profile):
         args = ["--runner=FlinkRunner", f"--flink_master={settings.flink_master}", f"--flink_version={FLINK_VERSION}",
                 f"--flink_job_server_jar={flink_job_server_jar()}", *self._environment(settings)]
         if settings.flink_master == LOCAL_MASTER:
-            _quick_jvm_start()
+            _quick_jvm_start(live)
         if live:
             # Flink finishes a streaming bundle after 1,000 elements or 1 s (its defaults), and
             # only a finished bundle hands on its output (panes to the sink) and its residual
@@ -223,19 +225,24 @@ class _Flink(_Profile):
                 _python_first_on_path()
                 args += [f"--sdk_worker_parallelism={settings.parallelism}", "--experiments=use_loopback_process_worker"]
         # No checkpointing by default: with it, Beam keeps Flink's impulse source alive for ever and a
-        # drained job never finishes. Without it Flink never finalizes bundles, so a live run's offsets
-        # are committed when it drains (see runners/commands/run.py), not while it runs.
+        # drained job never finishes. Without it Flink never finalizes bundles: a live pipeline run
+        # commits by its durable results instead (replay/durable.py) and asks for no finalization.
         return args
 
 
-def _quick_jvm_start() -> None:
+def _quick_jvm_start(live: bool) -> None:
     """The embedded Flink's JVM with the client compiler alone and the serial collector. A
     replay is a short job whose JVM mostly starts up and moves few elements (partial
     aggregates, not records): it starts seconds sooner on a small machine. A live run's JVM
     moves bundles and timers, not records: at 5,000 records/s for a minute on 2 cores it
     used a quarter less CPU (the server compiler's own work) at the same latency
-    (bench/README.md). A user's own JAVA_TOOL_OPTIONS are left as they are."""
-    os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+    (bench/README.md). A live run's heap is capped at ``LIVE_FLINK_HEAP``: the serial
+    collector otherwise grows the heap towards a quarter of the machine's memory before it
+    collects, and a long run's memory climbed with it (1.7 GB after a million keys, still
+    rising; capped, it levelled at 1.3 GB: bench/README.md, "Soak"). A user's own
+    JAVA_TOOL_OPTIONS are left as they are."""
+    heap = [f"-Xmx{LIVE_FLINK_HEAP}"] if live else []
+    os.environ.setdefault("JAVA_TOOL_OPTIONS", " ".join(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", *heap]))
 
 
 def _python_first_on_path() -> None:

@@ -14,7 +14,6 @@ import pickle
 from decimal import Decimal
 
 import pytest
-from apache_beam.utils.timestamp import Timestamp
 
 from kappa.pipelines import MerchantTotals
 from tests.beam_helpers import HandState
