@@ -10,8 +10,9 @@ attribute (or the message id) against redeliveries (an id counts as seen only on
 the bundle that emitted it is committed: ``redelivery.py``), and routed to dead
 letters when it cannot be decoded.
 
-* **live**: pulls for ever; acks a batch when Beam finalizes its bundle (results
-  durable), so a crash redelivers instead of losing. The watermark is max event
+* **live**: pulls for ever; a pipeline's live run acks a message once the results that
+  hold it are durable (``durable.py``), a raw read (``kappa read``) when Beam finalizes the
+  bundle, so a crash redelivers instead of losing. The watermark is max event
   time seen minus the bound; an empty pull means caught up, and the watermark then
   follows the clock.
 * **replay**: :func:`prepare_replay` creates a dedicated replay subscription on the
@@ -330,6 +331,20 @@ class _PullLiveFn(_PullFn):
         yield from self._pull(subscription, tracker, watermark, finalizer)
 
 
+class _PullDurableFn(_PullFn):
+    """Live read of a pipeline run, whose acks follow its durable results (replay/durable.py),
+    not its bundles: it asks for no bundle finalization, as the Kafka reader's twin does (Flink
+    finalizes only on checkpoints, which live runs do not take, and the SDK keeps every bundle
+    awaiting finalization with its whole bundle processor). An id counts as seen once the pull
+    that emitted it returns: a bundle that fails takes its DoFn, and the ids it saw, with it."""
+
+    @beam.DoFn.unbounded_per_element()
+    def process(self, subscription: str,
+                tracker=beam.DoFn.RestrictionParam(),
+                watermark=beam.DoFn.WatermarkEstimatorParam()):
+        yield from self._pull(subscription, tracker, watermark, finalizer=None)
+
+
 class _Ack:
     def __init__(self, fn: _PullFn, subscription: str, ack_ids: list[str]):
         self.fn, self.subscription, self.ack_ids = fn, subscription, ack_ids
@@ -354,5 +369,6 @@ class ReadFromPubSubReplay(beam.PTransform):
         self.settings = settings
 
     def expand(self, pbegin):
-        fn = _PullLiveFn(self.settings) if self.settings.live else _PullFn(self.settings)
+        settings = self.settings
+        fn = (_PullFn if not settings.live else _PullDurableFn if settings.durable else _PullLiveFn)(settings)
         return expand_read(pbegin, "Subscription", [self.settings.subscription], fn)

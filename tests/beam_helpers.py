@@ -59,3 +59,15 @@ class HandState:
 
     def clear(self):
         self.value = None
+
+
+def asks_for_finalization(read: beam.PTransform) -> bool:
+    """Whether the pipeline ``read`` builds has a step that asks the runner to finalize its bundles."""
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    pipeline = beam.Pipeline()
+    _ = pipeline | read
+    payloads = [beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
+                for t in pipeline.to_runner_api().components.transforms.values()
+                if t.spec.urn == "beam:transform:pardo:v1"]
+    return any(p.requests_finalization for p in payloads)

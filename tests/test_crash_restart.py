@@ -132,10 +132,17 @@ def test_a_live_run_killed_three_times_and_restarted_agrees_with_a_replay_of_the
     assert " 0 missing in B, 0 extra in B, 0 not final, 0 excluded" in verdict.stdout, verdict.stdout[-2000:]
 
 
+def _written(out: Path) -> int:
+    """Bytes in the result files under ``out`` (they grow as panes are written)."""
+    return sum(path.stat().st_size for path in out.glob("*.jsonl")) if out.exists() else 0
+
+
 @pytest.mark.pubsub
-def test_a_live_pubsub_run_killed_and_restarted_agrees_with_a_replay_of_the_topic(pubsub_host, tmp_path):
+@pytest.mark.parametrize("runner", ["prism", "flink"])
+def test_a_live_pubsub_run_killed_and_restarted_agrees_with_a_replay_of_the_topic(runner, pubsub_host, tmp_path):
     """The same on Pub/Sub: messages stay unacked (their deadlines extended) until done,
-    so a killed run's open windows come back to the restarted run as redeliveries."""
+    so a killed run's open windows come back to the restarted run as redeliveries. Each
+    run is killed 4 s and 8 s after it has written a pane."""
     import uuid
 
     from google.protobuf.duration_pb2 import Duration
@@ -152,7 +159,7 @@ def test_a_live_pubsub_run_killed_and_restarted_agrees_with_a_replay_of_the_topi
                                             "topic": topic, "ack_deadline_seconds": 10})
     os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host  # inherited by the children
     windowing = ["--window", "fixed:4s", "--max-out-of-orderness", "2s", "--format", "json"]
-    flags = ["--pipeline", "merchant_totals", "--source", f"pubsub://{DEFAULT_PROJECT}/{name}", "--runner", "prism",
+    flags = ["--pipeline", "merchant_totals", "--source", f"pubsub://{DEFAULT_PROJECT}/{name}", "--runner", runner,
              *windowing, "--early-firing", "1s", "--sink", f"file:{tmp_path / 'live' / 'totals.jsonl'}"]
     codec = make_codec("json", "payment")
     stop = threading.Event()
@@ -168,9 +175,11 @@ def test_a_live_pubsub_run_killed_and_restarted_agrees_with_a_replay_of_the_topi
     try:
         for n, runs_for in enumerate((4, 8)):
             run = _KillableRun([*flags, "--run-dir", tmp_path / f"run{n}"], tmp_path / f"run{n}.log")
+            written = _written(tmp_path / "live")
             run.wait_for(lambda: "running;" in run.output, "start", 180)
             if n == 0:
                 producer.start()
+            run.wait_for(lambda: _written(tmp_path / "live") > written, "a pane written", 120)
             time.sleep(runs_for)
             run.kill()
         last = _KillableRun([*flags, "--run-dir", tmp_path / "last"], tmp_path / "last.log")

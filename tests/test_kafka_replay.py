@@ -17,6 +17,7 @@ from kappa.replay.kafka_source import ReadFromKafkaReplay
 from kappa.replay.manifest import DecodingSpec, Manifest, PartitionRange
 from kappa.replay.plan import plan_kafka_replay, summarize
 from kappa.schemas.jsonform import format_instant
+from tests.beam_helpers import asks_for_finalization
 from tests.kafka_helpers import create_topic, ms_of, positions, run_reads, write_log
 
 pytestmark = pytest.mark.kafka
@@ -206,19 +207,6 @@ def test_unreachable_broker_is_named_after_a_bounded_wait():
         plan_kafka_replay(f"127.0.0.1:{port}", "payment_msg", "earliest", "now", AVRO, timeout_s=2)
 
 
-def _asks_for_finalization(read: ReadFromKafkaReplay) -> bool:
-    """Whether the pipeline ``read`` builds has a step that asks the runner to finalize its bundles."""
-    import apache_beam as beam
-    from apache_beam.portability.api import beam_runner_api_pb2
-
-    pipeline = beam.Pipeline()
-    _ = pipeline | read
-    payloads = [beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
-                for t in pipeline.to_runner_api().components.transforms.values()
-                if t.spec.urn == "beam:transform:pardo:v1"]
-    return any(p.requests_finalization for p in payloads)
-
-
 def test_a_live_run_committing_when_durable_asks_for_no_bundle_finalization(kafka_bootstrap, kafka_admin,
                                                                              topic_name):
     """Its commits follow durable results (replay/durable.py), so it must not ask for bundle
@@ -232,5 +220,5 @@ def test_a_live_run_committing_when_durable_asks_for_no_bundle_finalization(kafk
     manifest = plan_kafka_replay(kafka_bootstrap, topic_name, "earliest", "never", AVRO)
     spec = CommitSpec("run", kafka_bootstrap, "g", topic_name, FixedWindows(60_000), 0, None,
                       {p: StartPoint(0, None) for p in (0, 1)})
-    assert not _asks_for_finalization(ReadFromKafkaReplay(manifest, commit_group="g", durable=spec))
-    assert _asks_for_finalization(ReadFromKafkaReplay(manifest, commit_group="g"))
+    assert not asks_for_finalization(ReadFromKafkaReplay(manifest, commit_group="g", durable=spec))
+    assert asks_for_finalization(ReadFromKafkaReplay(manifest, commit_group="g"))

@@ -223,7 +223,8 @@ def test_the_dataflow_job_is_built_and_checked_offline(kafka_bootstrap, kafka_ad
 
 
 @pytest.mark.pubsub
-def test_a_live_pubsub_run_on_prism_drains_with_every_message_in_a_final_window(pubsub_host, tmp_path):
+@pytest.mark.parametrize("runner", ["prism", "flink"])
+def test_a_live_pubsub_run_drains_with_every_message_in_a_final_window(runner, pubsub_host, tmp_path):
     import uuid
 
     from kappa.runners.local.pubsub import DEFAULT_PROJECT, emulator_clients
@@ -239,7 +240,7 @@ def test_a_live_pubsub_run_on_prism_drains_with_every_message_in_a_final_window(
     os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host  # inherited by the child
     out = tmp_path / "live"
     with _LiveRun("--pipeline", "merchant_totals", "--source", f"pubsub://{DEFAULT_PROJECT}/{name}",
-                  "--format", "json", "--runner", "prism", "--window", "fixed:4s", "--max-out-of-orderness", "1s",
+                  "--format", "json", "--runner", runner, "--window", "fixed:4s", "--max-out-of-orderness", "1s",
                   "--sink", f"file:{out / 'totals.jsonl'}", "--run-dir", tmp_path / "run") as run:
         run.wait_for(lambda: "running;" in run.output, "start", 120)
         codec = make_codec("json", "payment")
