@@ -118,14 +118,37 @@ def test_workers_in_other_processes_keep_the_engine_in_the_runners_state_uncheck
 def test_a_job_the_runner_ended_failed_names_the_lost_state_its_worker_logged(tmp_path):
     """A runner that only reports the state FAILED (prism, when a bundle fails) leaves the
     cause in the run's log; kappa's one line names it, not a later error of the teardown."""
-    from kappa.runners.commands.run import _cause
+    from kappa.runners.commands.run import RunLog, _cause
 
     log = tmp_path / "beam.log"
     log.write_text("ERROR apache_beam.runners.common: key 'U1': this bundle started from engine state 7.3\n"
                    "kappa.transforms.windowing.LostState: key 'U1': this bundle started from engine state 7.3 but a "
                    "bundle that finished meanwhile left 7.5 [while running 'Pipeline/Window/Engine/ParDo(_WindowPerKeyFn)']\n"
                    "RuntimeError: Consumer closed\n")
-    assert _cause("", log).startswith("key 'U1': this bundle started from engine state 7.3 but a bundle")
+    assert _cause("", RunLog(log)).startswith("key 'U1': this bundle started from engine state 7.3 but a bundle")
     log.write_text("INFO starting\nRuntimeError: Consumer closed\n")
-    assert _cause("", log) == "RuntimeError: Consumer closed"
-    assert _cause("", tmp_path / "missing.log") is None
+    assert _cause("", RunLog(log)) == "RuntimeError: Consumer closed"
+    assert _cause("", RunLog(tmp_path / "missing.log")) is None
+
+
+def test_a_failure_is_named_from_this_runs_lines_of_a_run_directorys_log(tmp_path):
+    """A run directory used again keeps the earlier runs' log: a LostState logged by one of
+    them must not be given as the cause of this run's failure."""
+    import logging
+
+    from kappa.runners.commands.run import _beam_log_to, _cause
+
+    path = tmp_path / "beam.log"
+    path.write_text("kappa.transforms.windowing.LostState: key 'U1': an earlier run's failure\n")
+    log = _beam_log_to(path)
+    try:
+        try:
+            raise RuntimeError("this run's failure")
+        except RuntimeError:
+            logging.getLogger("apache_beam").exception("a worker failed")  # its traceback, as a worker's
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    finally:
+        _beam_log_to(tmp_path / "other.log")  # detaches the handler of beam.log
+    assert _cause("", log) == "RuntimeError: this run's failure"
+    assert "an earlier run's failure" in path.read_text()  # kept, not truncated

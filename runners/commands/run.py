@@ -373,7 +373,7 @@ def _run(job: Job, args) -> int:
 
 
 def _run_job(job: Job, args) -> int:
-    log_path = _beam_log_to(job.run_dir / "beam.log")
+    log = _beam_log_to(job.run_dir / "beam.log")
     say = lambda text: print(f"kappa: {text}", file=sys.stderr, flush=True)  # noqa: E731
     what = f"{job.manifest.total:,} offsets of {job.manifest.topic}" if job.manifest and not job.live else job.source_text
     say(f"{'live' if job.live else 'replay'} {job.pipeline.name} on {job.profile.name}: {what}")
@@ -406,7 +406,7 @@ def _run_job(job: Job, args) -> int:
         raise
     except Exception as err:  # the runner's report of a failed job: name its cause, keep the details in the log
         logging.getLogger("apache_beam").exception("the job failed")
-        raise KappaError(f"the job failed: {_cause(str(err), log_path) or type(err).__name__} (details: {log_path})") from None
+        raise KappaError(f"the job failed: {_cause(str(err), log) or type(err).__name__} (details: {log.path})") from None
     state = str(result.state)
     for line in summary_lines(metric_counts(result), time.monotonic() - started):
         say(line)
@@ -424,8 +424,8 @@ def _run_job(job: Job, args) -> int:
             say(f"the job ended {state}: no replay manifest saved; the group keeps its last commit (records "
                 "durably done), so the next run rebuilds the open windows")
     if "DONE" not in state and not (job.live and "CANCELLED" in state):
-        cause = _cause("", log_path) if "FAILED" in state else None
-        raise KappaError(f"the job ended {state}{f': {cause}' if cause else ''} (details: {log_path})")
+        cause = _cause("", log) if "FAILED" in state else None
+        raise KappaError(f"the job ended {state}{f': {cause}' if cause else ''} (details: {log.path})")
     return 0
 
 
@@ -440,9 +440,27 @@ def _dry_run_done(result, job: Job, say) -> int:
     return 0
 
 
-def _beam_log_to(path: Path) -> Path:
+@dataclass(frozen=True)
+class RunLog:
+    """A run's log file, and where this run's lines begin in it: a run directory used again
+    keeps the earlier runs' lines, and a failure must not be named after one of theirs."""
+
+    path: Path
+    start: int = 0
+
+    def lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as log:
+                log.seek(self.start)
+                return log.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+
+
+def _beam_log_to(path: Path) -> RunLog:
     """Beam's and the runners' logs (worker tracebacks included) go to the run directory;
     the terminal keeps kappa's own lines, and a failure names its cause and this file."""
+    start = path.stat().st_size if path.exists() else 0
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "kappa_run_log", False):
@@ -459,18 +477,15 @@ def _beam_log_to(path: Path) -> Path:
         quiet = logging.StreamHandler()
         quiet.setLevel(logging.CRITICAL)
         root.addHandler(quiet)  # else Beam's basicConfig would add a chatty one later
-    return path
+    return RunLog(path, start)
 
 
-def _cause(report: str, log_path: Path) -> str | None:
+def _cause(report: str, log: RunLog) -> str | None:
     """The most telling line of a job failure: a kappa error raised in a worker (the
     runner's report may only reach the log), else the report's last 'XError: ...' (the
     log's, when the runner reported nothing)."""
     reported = [line.strip() for line in report.splitlines() if line.strip()]
-    try:
-        logged = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
-    except OSError:
-        logged = []
+    logged = [line.strip() for line in log.lines()]
     for marker in ("LostState: ", "ReplayError: ", "KappaError: "):
         for line in reported + logged:
             if marker in line:
