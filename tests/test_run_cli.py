@@ -116,3 +116,16 @@ def test_every_flag_of_every_command_has_help_and_every_command_examples():
         undocumented = [a.dest for a in command._actions if not a.help and a.dest != "help"]
         assert not undocumented, f"kappa {name}: flags without help: {undocumented}"
         assert "examples:" in (command.epilog or ""), f"kappa {name} --help shows no examples"
+
+
+@pytest.mark.parametrize("command", ["plan", "verify", "produce", "local"])
+def test_commands_that_run_no_pipeline_start_without_importing_beam(command):
+    """Importing Beam takes a second or two: a command that runs no pipeline must not pay
+    for it, for its --help or (plan) for its planner."""
+    import subprocess
+    import sys
+
+    script = (f"import sys; from kappa.runners.cli import build_parser; build_parser({command!r}); "
+              "import kappa.replay.plan; print('apache_beam' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

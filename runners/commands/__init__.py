@@ -1,3 +1,4 @@
-"""The ``kappa`` commands, one module each: ``plan_read`` (plan, read), ``run`` (replay,
+"""The ``kappa`` commands, one module each: ``plan``, ``read``, ``run`` (replay,
 live; their flags in ``run_flags``), ``verify``, ``produce``, ``local``, ``demo``.
-``kappa.runners.cli`` puts them together."""
+``kappa.runners.cli`` puts them together. ``plan``, ``verify``, ``produce`` and
+``local`` import no Beam, so they start in a fraction of a second."""

@@ -46,7 +46,8 @@ from kappa.runners.errors import KappaError, UsageError
 from kappa.runners.home import kappa_home
 from kappa.runners.profiles import LOCAL_MASTER, DataflowSettings, RunnerSettings, local_workers, profile_for
 from kappa.runners.progress_view import ProgressView, metric_counts, summary_lines
-from kappa.runners.commands.plan_read import decoding_spec, pubsub_settings
+from kappa.runners.commands.plan import decoding_spec
+from kappa.runners.commands.read import pubsub_settings
 from kappa.runners.commands.run_flags import add_run_flags
 from kappa.runners.sinks import ConsoleSink, FileSink, parse_dead_letter_sink, parse_sink
 from kappa.transforms.config import SETTINGS, ConfigError, windowing_config

@@ -25,9 +25,11 @@ Invariants every sink keeps:
 Parsing checks only the text (:class:`UsageError`); :meth:`Sink.preflight` checks the
 environment before any work (:class:`KappaError`). Both messages start with the flag.
 
-The package: this module holds the grammar; ``kinds.py`` the sinks and their transforms;
-``files.py`` window files (naming, contents, the bounded writer); ``live_files.py`` the
-live writer; ``messages.py`` the Kafka and Pub/Sub writers.
+The package: this module holds the grammar; ``kinds.py`` the sinks and their checks;
+``files.py`` window files (naming, contents); ``writers.py`` the transforms that write
+each sink (``WriteResults``, ``WriteDeadLetters``) and the bounded file writers;
+``live_files.py`` the live writer; ``messages.py`` the Kafka and Pub/Sub writers. Only
+``writers.py`` and the modules it imports need Beam.
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from kappa.runners.errors import UsageError
-from kappa.runners.sinks.files import AppendLinesFn, read_window_file, window_file, window_file_glob, window_files
-from kappa.runners.sinks.kinds import (RESULT_FORMATS, ConsoleSink, FileSink, KafkaSink, PubSubSink, Sink,
-                                       WriteDeadLetters, WriteResults)
+from kappa.runners.sinks.files import read_window_file, window_file, window_file_glob, window_files
+from kappa.runners.sinks.kinds import RESULT_FORMATS, ConsoleSink, FileSink, KafkaSink, PubSubSink, Sink
 
 __all__ = [
     "ConsoleSink",
@@ -46,9 +47,6 @@ __all__ = [
     "KafkaSink",
     "PubSubSink",
     "Sink",
-    "WriteDeadLetters",
-    "AppendLinesFn",
-    "WriteResults",
     "parse_dead_letter_sink",
     "parse_sink",
     "pubsub_path",

@@ -1,19 +1,14 @@
-"""Window files of the file sink: their names, their contents, and the DoFn that writes
-them whole after a GroupByKey in a replay (live runs append to them: ``live_files.py``)."""
+"""Window files of the file sink: their names and contents, read and written without Beam
+(``writers.py`` writes them from a pipeline; live runs append to them: ``live_files.py``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import sys
-import tempfile
-import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-
-import apache_beam as beam
 
 RESULT_SCHEMA = "window_result"
 _COMPACT = r"\d{8}T\d{6}(?:\.\d{3})?Z"
@@ -168,60 +163,3 @@ def _dead_letter_line(dead) -> str:
 
 def _result_line(result: dict) -> str:
     return _result_codec("json").encode(result).decode("utf-8")
-
-
-# -- the file writers ----------------------------------------------------------------------
-
-class _WriteWindowFileFn(beam.DoFn):
-    """Bounded runs: ``(window file, results)`` -> that file, written once."""
-
-    def __init__(self):
-        self.counter = beam.metrics.Metrics.counter("kappa", "results_written")
-
-    def process(self, element):
-        target, results = element
-        results = list(results)
-        _replace_file(Path(target), _render_window_file(Path(target), results))
-        self.counter.inc(len(results))
-
-
-class _WriteLinesFileFn(beam.DoFn):
-    """Bounded runs: all dead-letter lines -> one file, sorted, written once (even when empty,
-    so a re-run does not leave the previous run's dead letters behind)."""
-
-    def __init__(self, target: Path):
-        self.target = target
-        self.counter = beam.metrics.Metrics.counter("kappa", "dead_letters_written")
-
-    def process(self, lines):
-        _replace_file(self.target, "".join(line + "\n" for line in sorted(lines)).encode())
-        self.counter.inc(len(lines))
-
-
-class AppendLinesFn(beam.DoFn):
-    """Append each line to ``stdout``, ``stderr`` or a file, flushed at once.
-
-    One lock per process keeps lines whole; the file is opened in append mode."""
-
-    _lock = threading.Lock()
-
-    def __init__(self, target: str, counter: str):
-        self.target = target
-        self.counter = beam.metrics.Metrics.counter("kappa", counter)
-
-    def setup(self):
-        if self.target in ("stdout", "stderr"):
-            self.stream = getattr(sys, self.target)
-        else:
-            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-            self.stream = open(self.target, "a", encoding="utf-8")
-
-    def process(self, line: str):
-        with self._lock:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        self.counter.inc()
-
-    def teardown(self):
-        if self.stream not in (sys.stdout, sys.stderr):
-            self.stream.close()

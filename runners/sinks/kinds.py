@@ -1,4 +1,6 @@
-"""The sinks (Kafka, Pub/Sub, files, the console) and the transforms that apply them."""
+"""The sinks (Kafka, Pub/Sub, files, the console): what each is, and its checks. Writing
+them from a pipeline is ``writers.py``'s; this module imports no Beam, so that commands
+that only read results (``kappa verify``) start without it."""
 
 from __future__ import annotations
 
@@ -7,13 +9,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import apache_beam as beam
-
 from kappa.runners.errors import KappaError
-from kappa.runners.sinks.files import (AppendLinesFn, _dead_letter_line, _result_line, _WriteLinesFileFn,
-                                       _WriteWindowFileFn, window_file)
-from kappa.runners.sinks.live_files import AppendToWindowFileFn
-from kappa.runners.sinks.messages import _ensure_pubsub_topic, _KafkaWriteFn, _PubSubWriteFn
 
 RESULT_FORMATS = ("json", "avro")
 _RESULT_PARTITIONS = 1  #: partitions of a result topic the sink creates (order within a window kept)
@@ -26,7 +22,7 @@ class Sink:
 
     ``describe`` is one line for humans; ``preflight`` raises :class:`KappaError` before
     any work when the target cannot be written; the ``write_*`` methods apply
-    :class:`WriteResults` / :class:`WriteDeadLetters` with their default labels."""
+    ``writers.WriteResults`` / ``writers.WriteDeadLetters`` with their default labels."""
 
     flag: str
     dead_letters: bool
@@ -42,18 +38,19 @@ class Sink:
 
     def write_results(self, pcoll, live: bool):
         """The writer's output: nothing, but its watermark is past what has been written."""
+        from kappa.runners.sinks.writers import WriteResults
+
         return pcoll | "WriteResults" >> WriteResults(self, live)
 
     def write_dead_letters(self, pcoll, live: bool):
+        from kappa.runners.sinks.writers import WriteDeadLetters
+
         return pcoll | "WriteDeadLetters" >> WriteDeadLetters(self, live)
 
     @property
     def counter_name(self) -> str:
         """The ``kappa`` metrics counter of what this sink has written."""
         return "dead_letters_written" if self.dead_letters else "results_written"
-
-    def _expand(self, pcoll, live: bool):
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -83,8 +80,6 @@ class KafkaSink(Sink):
     def dead_letter_default(self) -> Sink:
         return KafkaSink(self.bootstrap, f"{self.topic}.dead-letters", "json", self.flag, True)
 
-    def _expand(self, pcoll, live: bool):
-        return pcoll | "Produce" >> beam.ParDo(_KafkaWriteFn(self))
 
 
 @dataclass(frozen=True)
@@ -109,13 +104,13 @@ class PubSubSink(Sink):
         return f"Pub/Sub topic {self.path}{where} ({what})"
 
     def preflight(self, timeout_s: float = 10.0) -> None:
+        from kappa.runners.sinks.messages import _ensure_pubsub_topic
+
         _ensure_pubsub_topic(self, timeout_s)
 
     def dead_letter_default(self) -> Sink:
         return replace(self, topic=f"{self.topic}-dead-letters", dead_letters=True)
 
-    def _expand(self, pcoll, live: bool):
-        return pcoll | "Publish" >> beam.ParDo(_PubSubWriteFn(self))
 
 
 @dataclass(frozen=True)
@@ -152,21 +147,6 @@ class FileSink(Sink):
     def dead_letter_default(self) -> Sink:
         return FileSink(self.path.with_name(f"{self.path.stem}.dead.jsonl"), self.flag, True)
 
-    def _expand(self, pcoll, live: bool):
-        target = self.path.absolute()  # workers may not share the launcher's working directory
-        if self.dead_letters:
-            lines = pcoll | "ToLines" >> beam.Map(_dead_letter_line)
-            if live:
-                return lines | "Append" >> beam.ParDo(AppendLinesFn(str(target), self.counter_name))
-            return (lines
-                    | "Gather" >> beam.combiners.ToList()
-                    | "Write" >> beam.ParDo(_WriteLinesFileFn(target)))
-        by_file = pcoll | "ByWindowFile" >> beam.Map(
-            lambda r: (str(window_file(target, r["window_start"], r["window_end"])), r))
-        if live:
-            return by_file | "Append" >> beam.ParDo(
-                AppendToWindowFileFn(self.allowed_lateness_ms, target if self.sessions else None))
-        return by_file | "GroupByFile" >> beam.GroupByKey() | "Write" >> beam.ParDo(_WriteWindowFileFn())
 
 
 @dataclass(frozen=True)
@@ -184,36 +164,3 @@ class ConsoleSink(Sink):
 
     def dead_letter_default(self) -> Sink:
         return ConsoleSink("stderr", self.flag, True)
-
-    def _expand(self, pcoll, live: bool):
-        to_line = _dead_letter_line if self.dead_letters else _result_line
-        return pcoll | "ToLines" >> beam.Map(to_line) | "Print" >> beam.ParDo(
-            AppendLinesFn(self.stream, self.counter_name))
-
-
-class WriteResults(beam.PTransform):
-    """Result records -> ``sink``. ``live``: a streaming run (each result is appended to
-    its window file as it comes, the file compacted when its window closes, instead of
-    each file written once after a GroupByKey)."""
-
-    def __init__(self, sink: Sink, live: bool):
-        super().__init__()
-        if sink.dead_letters:
-            raise ValueError(f"{sink} is a dead-letter sink")
-        self.sink, self.live = sink, live
-
-    def expand(self, results):
-        return self.sink._expand(results, self.live)
-
-
-class WriteDeadLetters(beam.PTransform):
-    """DeadLetter records -> ``sink`` as JSON lines. Given a result sink, they go to the
-    place beside it (:meth:`Sink.dead_letter_default`), never into the results."""
-
-    def __init__(self, sink: Sink, live: bool):
-        super().__init__()
-        self.sink = sink if sink.dead_letters else sink.dead_letter_default()
-        self.live = live
-
-    def expand(self, dead_letters):
-        return self.sink._expand(dead_letters, self.live)
