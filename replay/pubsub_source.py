@@ -7,8 +7,9 @@ inside a splittable DoFn, the same on every runner: synchronous pulls in batches
 each message decoded by the codec, timestamped with its event time
 (``publish_time``, ``attribute:<name>`` or a payload field), deduplicated by an id
 attribute (or the message id) against redeliveries (an id counts as seen only once
-the bundle that emitted it is committed: ``redelivery.py``), and routed to dead
-letters when it cannot be decoded.
+the bundle that emitted it is committed, or in a pipeline's live run once the pull that
+emitted it returns: ``redelivery.py``, ``_PullDurableFn``), and routed to dead letters
+when it cannot be decoded.
 
 * **live**: pulls for ever; a pipeline's live run acks a message once the results that
   hold it are durable (``durable.py``), a raw read (``kappa read``) when Beam finalizes the
@@ -202,7 +203,8 @@ class _PullFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         started = last_kept = time.monotonic()
         channel = settings.channel
         # What this bundle emits counts as seen (its redeliveries dropped) once the runner has
-        # committed it: finalized it, or, without finalization (bounded reads), acked it.
+        # committed it: finalized it, or, without finalization, once each pull returns
+        # (bounded reads ack it then; a pipeline's live run acks it once durable).
         # (Registered even with nothing emitted: prism fails bundles that ask for
         # finalization and register nothing.)
         bundle = None if finalizer is None else self._redeliveries.begin()
@@ -371,4 +373,4 @@ class ReadFromPubSubReplay(beam.PTransform):
     def expand(self, pbegin):
         settings = self.settings
         fn = (_PullFn if not settings.live else _PullDurableFn if settings.durable else _PullLiveFn)(settings)
-        return expand_read(pbegin, "Subscription", [self.settings.subscription], fn)
+        return expand_read(pbegin, "Subscription", [settings.subscription], fn)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from kappa.runners.commands.plan import add_source_flags, check_flags, decoding_spec, plan_manifest
 from kappa.runners import cliargs
+from kappa.runners.commands.plan import add_source_flags, check_flags, decoding_spec, plan_manifest
 from kappa.runners.profiles import profile_for
 from kappa.runners.progress_view import metric_counts
 from kappa.runners.sinks.writers import AppendLinesFn
@@ -32,7 +32,6 @@ examples:
   kappa read --source kafka://127.0.0.1:9092/payment_msg --from latest --to never --commit-group my-reader
   kappa read --source file:out/payments.jsonl
 """
-
 
 
 def add_parsers(subparsers) -> None:
